@@ -1,0 +1,191 @@
+"""The HTTP side of every adapter: one httpx client per provider, configured from the environment.
+
+Why one place: the API key is attached here and only here, to the provider's own base URL, with
+redirects not followed, so it never reaches another host. Transport failures are classified here
+too, including the one that matters for money: a create call whose outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import httpx
+
+from seedance_pipeline.providers.base import HttpAnswer, HttpCall, MalformedAnswer, ProviderAdapter
+from seedance_pipeline.providers.models import (
+    ErrorKind,
+    GenerationRequest,
+    ProviderError,
+    TaskState,
+)
+
+USER_AGENT = "seedance-pipeline/0.1"
+
+
+class Secret(str):
+    """A string that does not show itself in reprs, logs or tracebacks of dataclasses."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """Where and how to reach one provider. `api_key` is None for an unauthenticated sandbox."""
+
+    provider: str
+    base_url: str
+    api_key: Secret | None = field(default=None, repr=False)
+    timeout_s: float = 30.0
+    sandbox: bool = False
+
+    @classmethod
+    def from_env(
+        cls,
+        adapter: ProviderAdapter,
+        env: Mapping[str, str] | None = None,
+        sandbox_base_url: str | None = None,
+    ) -> ProviderConfig:
+        """`<PREFIX>_API_KEY`, `<PREFIX>_BASE_URL` and `<PREFIX>_TIMEOUT_S` (prefix from facts.toml).
+
+        Without a key and with `sandbox_base_url` given, the provider is served by the emulator and
+        the config says so (`sandbox=True`): sandbox and real results are never mixed silently.
+        """
+        env = os.environ if env is None else env
+        spec = adapter.spec
+        prefix = spec.env_prefix
+        key = env.get(f"{prefix}_API_KEY") or None
+        timeout = float(env.get(f"{prefix}_TIMEOUT_S") or spec.timeout_s)
+        if key is None and sandbox_base_url is not None:
+            return cls(
+                provider=spec.name,
+                base_url=f"{sandbox_base_url.rstrip('/')}/{spec.name}",
+                api_key=Secret(f"sandbox-{spec.name}"),
+                timeout_s=timeout,
+                sandbox=True,
+            )
+        return cls(
+            provider=spec.name,
+            base_url=(env.get(f"{prefix}_BASE_URL") or spec.base_url).rstrip("/"),
+            api_key=Secret(key) if key else None,
+            timeout_s=timeout,
+        )
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds from now: a number of seconds or an HTTP date. No provider documents
+    the header, but a client must honour it if one ever appears."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class ProviderClient:
+    """Submit, poll and cancel through one adapter over HTTP (async, so polls run concurrently)."""
+
+    def __init__(
+        self,
+        adapter: ProviderAdapter,
+        config: ProviderConfig,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.config = config
+        headers = {"User-Agent": USER_AGENT}
+        if config.api_key:
+            headers.update(adapter.auth_headers(config.api_key))
+        self._http = http or httpx.AsyncClient(
+            base_url=config.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s)),
+            follow_redirects=False,  # the key goes to the provider's host and nowhere else
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
+
+    async def __aenter__(self) -> ProviderClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _error(self, kind: ErrorKind, message: str, *, outcome_unknown: bool = False) -> ProviderError:
+        return ProviderError(kind, message, provider=self.adapter.name, outcome_unknown=outcome_unknown)
+
+    async def _send(self, call: HttpCall, *, creates_task: bool) -> HttpAnswer:
+        """One HTTP exchange. On a create call, any failure after the request may have reached the
+        provider is flagged `outcome_unknown`: retrying it blindly could pay twice."""
+        if not self.config.api_key:
+            raise self._error(
+                ErrorKind.AUTHENTICATION,
+                f"no API key: set {self.adapter.spec.env_prefix}_API_KEY",
+            )
+        try:
+            response = await self._http.request(call.method, call.path, json=call.json, params=call.params)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise self._error(ErrorKind.TRANSIENT, f"could not connect ({type(exc).__name__})") from None
+        except httpx.TimeoutException as exc:
+            raise self._error(
+                ErrorKind.TRANSIENT, f"timed out waiting for the answer ({type(exc).__name__})",
+                outcome_unknown=creates_task,
+            ) from None
+        except httpx.TransportError as exc:
+            raise self._error(
+                ErrorKind.TRANSIENT, f"connection dropped ({type(exc).__name__})", outcome_unknown=creates_task
+            ) from None
+        answer = HttpAnswer(response.status_code, response.headers, response.content)
+        if 300 <= response.status_code < 400:
+            raise ProviderError(
+                ErrorKind.INVALID_REQUEST,
+                f"unexpected redirect to {response.headers.get('location', '?')} (not followed: "
+                "the API key is only sent to the provider's own host)",
+                provider=self.adapter.name,
+                http_status=response.status_code,
+            )
+        if response.status_code >= 400:
+            error = self.adapter.classify_error(answer)
+            error.retry_after_s = retry_after_seconds(response.headers.get("retry-after"))
+            # A 5xx on create may hide a task that was made: treat it as unknown.
+            error.outcome_unknown = creates_task and response.status_code >= 500
+            raise error
+        return answer
+
+    async def submit(self, request: GenerationRequest) -> TaskState:
+        """Create a task (or, for a synchronous provider, the finished video)."""
+        answer = await self._send(self.adapter.build_submit(request), creates_task=True)
+        try:
+            return self.adapter.parse_submit(answer)
+        except MalformedAnswer as exc:
+            raise self._error(
+                ErrorKind.TRANSIENT, f"malformed submit answer: {exc}", outcome_unknown=True
+            ) from None
+
+    async def poll(self, task_id: str) -> TaskState:
+        answer = await self._send(self.adapter.build_poll(task_id), creates_task=False)
+        try:
+            return self.adapter.parse_poll(answer)
+        except MalformedAnswer as exc:
+            raise self._error(ErrorKind.TRANSIENT, f"malformed task answer: {exc}") from None
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a queued task where the provider allows it; False where it has no cancel call."""
+        call = self.adapter.build_cancel(task_id)
+        if call is None:
+            return False
+        await self._send(call, creates_task=False)
+        return True

@@ -1,0 +1,162 @@
+"""Validation of a request against a model's documented limits, before any network call.
+
+Every violation of a request is reported at once, worded so that whoever wrote the catalog row can
+fix it without reading provider documentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from seedance_pipeline.providers.facts import ImageLimits, ModelSpec, load_facts
+from seedance_pipeline.providers.images import ImageUnreadable, inspect_image, is_url
+from seedance_pipeline.providers.models import GenerationRequest, ImageInfo, Violation
+
+_OPTION_LABELS = {
+    "last_image": "a last frame image",
+    "camera_fixed": "camera_fixed",
+    "seed": "a seed",
+    "watermark": "watermark",
+    "generate_audio": "generate_audio",
+    "service_tier": "service_tier",
+    "fps": "fps",
+    "execution_expires_after": "execution_expires_after",
+}
+
+
+def image_violations(field: str, info: ImageInfo, limits: ImageLimits) -> list[Violation]:
+    """The shared image rules: format, bytes, sides and aspect ratio."""
+    found: list[Violation] = []
+    if info.format not in limits.formats:
+        allowed = ", ".join(f.lower() for f in limits.formats)
+        found.append(Violation(field, f"format {info.format or 'unknown'} is not accepted (use {allowed})"))
+    if info.bytes > limits.max_bytes:
+        found.append(
+            Violation(field, f"{info.bytes / 2**20:.1f} MiB is over the {limits.max_bytes / 2**20:.0f} MiB limit")
+        )
+    short, long = sorted((info.width, info.height))
+    if short <= limits.short_side_gt:
+        found.append(
+            Violation(field, f"short side {short} px must be greater than {limits.short_side_gt} px")
+        )
+    if long >= limits.long_side_lt:
+        found.append(Violation(field, f"long side {long} px must be less than {limits.long_side_lt} px"))
+    ratio = info.width / info.height
+    if not limits.min_ratio <= ratio <= limits.max_ratio:
+        found.append(
+            Violation(
+                field,
+                f"aspect ratio {info.width}x{info.height} = {ratio:.2f} is outside "
+                f"{limits.min_ratio}–{limits.max_ratio} (width / height, as displayed)",
+            )
+        )
+    return found
+
+
+def _image_ref_violations(
+    field: str, ref: str, known: ImageInfo | None, limits: ImageLimits
+) -> list[Violation]:
+    if not isinstance(ref, str) or not ref.strip():
+        return [Violation(field, "no image given")]
+    if "://" in ref and not is_url(ref):
+        scheme = ref.split("://", 1)[0]
+        return [Violation(field, f"scheme {scheme}:// is not supported (use an http(s) URL or a local path)")]
+    info = known
+    if info is None and not is_url(ref):
+        try:
+            info = inspect_image(ref)
+        except ImageUnreadable as exc:
+            return [Violation(field, str(exc))]
+    # An http(s) image whose header the caller did not fetch cannot be checked here.
+    return image_violations(field, info, limits) if info is not None else []
+
+
+def validate_request(
+    request: GenerationRequest,
+    model: ModelSpec,
+    images: Mapping[str, ImageInfo] | None = None,
+) -> list[Violation]:
+    """Every way `request` breaks `model`'s documented limits; an empty list means it may be sent.
+
+    `images` may carry already-inspected headers keyed by reference (e.g. for URLs the caller
+    fetched); local files not in it are inspected here.
+    """
+    images = images or {}
+    limits = load_facts().image_limits
+    where = f"{model.id} at {request.provider}"
+    found: list[Violation] = []
+
+    found += _image_ref_violations("image", request.image, images.get(request.image), limits)
+    if request.last_image is not None:
+        found += _image_ref_violations(
+            "last_image", request.last_image, images.get(request.last_image), limits
+        )
+
+    prompt = request.prompt
+    if not isinstance(prompt, str):
+        found.append(Violation("prompt", "must be text"))
+    elif model.prompt_required and not prompt.strip():
+        found.append(Violation("prompt", f"is required by {where}"))
+    elif len(prompt) > model.prompt_max_chars:
+        found.append(
+            Violation("prompt", f"{len(prompt)} characters is over the {model.prompt_max_chars} limit")
+        )
+
+    if request.resolution is not None and request.resolution not in model.resolutions:
+        found.append(
+            Violation(
+                "resolution",
+                f"{request.resolution!r} is not offered by {where} (use {', '.join(model.resolutions)})",
+            )
+        )
+    if request.aspect_ratio is not None:
+        if not model.aspect_ratios:
+            found.append(
+                Violation(
+                    "aspect_ratio",
+                    f"{where} takes no aspect ratio (the video follows the image); leave it empty",
+                )
+            )
+        elif request.aspect_ratio not in model.aspect_ratios:
+            found.append(
+                Violation(
+                    "aspect_ratio",
+                    f"{request.aspect_ratio!r} is not offered by {where} "
+                    f"(use {', '.join(model.aspect_ratios)})",
+                )
+            )
+    if request.duration is not None and (
+        isinstance(request.duration, bool)
+        or not isinstance(request.duration, int)
+        or not model.allows_duration(request.duration)
+    ):
+        found.append(
+            Violation("duration", f"{request.duration!r} s is not offered by {where} (use {model.duration_words()})")
+        )
+
+    for option, label in _OPTION_LABELS.items():
+        if getattr(request, option) is not None and option not in model.options:
+            found.append(Violation(option, f"{where} does not support {label}; leave it empty"))
+
+    if request.seed is not None and "seed" in model.options:
+        low, high = model.seed_range
+        if isinstance(request.seed, bool) or not isinstance(request.seed, int) or not low <= request.seed <= high:
+            found.append(Violation("seed", f"{request.seed!r} is outside {low}…{high} for {where}"))
+    if request.fps is not None and "fps" in model.options and request.fps not in model.fps:
+        found.append(Violation("fps", f"{request.fps} is not offered (use {', '.join(map(str, model.fps))})"))
+    if (
+        request.service_tier is not None
+        and "service_tier" in model.options
+        and request.service_tier not in model.service_tiers
+    ):
+        found.append(
+            Violation("service_tier", f"{request.service_tier!r} is not one of {', '.join(model.service_tiers)}")
+        )
+    expires = request.execution_expires_after
+    if expires is not None and model.execution_expires_after_range is not None:
+        low, high = model.execution_expires_after_range
+        if not low <= expires <= high:
+            found.append(
+                Violation("execution_expires_after", f"{expires} s is outside {low}–{high} s")
+            )
+    return found
