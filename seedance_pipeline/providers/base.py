@@ -131,7 +131,13 @@ class ProviderAdapter(abc.ABC):
     ) -> list[Violation]:
         if request.model not in self.spec.models:
             known = ", ".join(self.spec.models)
-            return [Violation("model", f"{request.model!r} is not offered by {self.name} (use {known})")]
+            return [
+                Violation(
+                    "model",
+                    f"{request.model!r} is not offered by {self.name} (use {known})",
+                    "enum",
+                )
+            ]
         return validate_request(request, self.model(request), images)
 
     def estimate_cost(
@@ -140,7 +146,10 @@ class ProviderAdapter(abc.ABC):
         return estimate_cost_usd(self.spec, request, image_size)
 
     def actual_cost(
-        self, request: GenerationRequest, state: TaskState, image_size: tuple[int, int] | None = None
+        self,
+        request: GenerationRequest,
+        state: TaskState,
+        image_size: tuple[int, int] | None = None,
     ) -> CostEstimate:
         return actual_cost_usd(self.spec, request, state, image_size)
 
@@ -171,7 +180,11 @@ class ProviderAdapter(abc.ABC):
         """A non-2xx answer as a `ProviderError`, keeping the provider's code and message."""
 
     def error(
-        self, kind: ErrorKind, message: str, answer: HttpAnswer | None = None, code: str | None = None
+        self,
+        kind: ErrorKind,
+        message: str,
+        answer: HttpAnswer | None = None,
+        code: str | None = None,
     ) -> ProviderError:
         return ProviderError(
             kind,
@@ -187,7 +200,10 @@ class ProviderAdapter(abc.ABC):
     def resolved(request: GenerationRequest, model: ModelSpec) -> tuple[str, int]:
         """Resolution and duration are always sent explicitly, so the cost we estimate from our
         table's defaults cannot drift from a provider's own defaults."""
-        return request.resolution or model.default_resolution, request.duration or model.default_duration
+        return (
+            request.resolution or model.default_resolution,
+            request.duration or model.default_duration,
+        )
 
     @staticmethod
     def body_json(answer: HttpAnswer) -> Any:

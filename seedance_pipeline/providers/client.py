@@ -124,8 +124,12 @@ class ProviderClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def _error(self, kind: ErrorKind, message: str, *, outcome_unknown: bool = False) -> ProviderError:
-        return ProviderError(kind, message, provider=self.adapter.name, outcome_unknown=outcome_unknown)
+    def _error(
+        self, kind: ErrorKind, message: str, *, outcome_unknown: bool = False
+    ) -> ProviderError:
+        return ProviderError(
+            kind, message, provider=self.adapter.name, outcome_unknown=outcome_unknown
+        )
 
     async def _send(self, call: HttpCall, *, creates_task: bool) -> HttpAnswer:
         """One HTTP exchange. On a create call, any failure after the request may have reached the
@@ -136,17 +140,24 @@ class ProviderClient:
                 f"no API key: set {self.adapter.spec.env_prefix}_API_KEY",
             )
         try:
-            response = await self._http.request(call.method, call.path, json=call.json, params=call.params)
+            response = await self._http.request(
+                call.method, call.path, json=call.json, params=call.params
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise self._error(ErrorKind.TRANSIENT, f"could not connect ({type(exc).__name__})") from None
+            raise self._error(
+                ErrorKind.TRANSIENT, f"could not connect ({type(exc).__name__})"
+            ) from None
         except httpx.TimeoutException as exc:
             raise self._error(
-                ErrorKind.TRANSIENT, f"timed out waiting for the answer ({type(exc).__name__})",
+                ErrorKind.TRANSIENT,
+                f"timed out waiting for the answer ({type(exc).__name__})",
                 outcome_unknown=creates_task,
             ) from None
         except httpx.TransportError as exc:
             raise self._error(
-                ErrorKind.TRANSIENT, f"connection dropped ({type(exc).__name__})", outcome_unknown=creates_task
+                ErrorKind.TRANSIENT,
+                f"connection dropped ({type(exc).__name__})",
+                outcome_unknown=creates_task,
             ) from None
         answer = HttpAnswer(response.status_code, response.headers, response.content)
         if 300 <= response.status_code < 400:

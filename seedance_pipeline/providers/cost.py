@@ -7,7 +7,12 @@ were delivered; content-review rejections and failures are free. Prices come fro
 from __future__ import annotations
 
 from seedance_pipeline.providers.facts import ModelSpec, Price, ProviderSpec, output_size
-from seedance_pipeline.providers.models import CostEstimate, GenerationRequest, TaskState, TaskStatus
+from seedance_pipeline.providers.models import (
+    CostEstimate,
+    GenerationRequest,
+    TaskState,
+    TaskStatus,
+)
 
 FPS = 24
 
@@ -30,10 +35,14 @@ def requested_tokens(
 def _with_audio(model: ModelSpec, request: GenerationRequest) -> bool:
     if "generate_audio" not in model.options:
         return False
-    return model.generate_audio_default if request.generate_audio is None else request.generate_audio
+    return (
+        model.generate_audio_default if request.generate_audio is None else request.generate_audio
+    )
 
 
-def usd_for_tokens(price: Price, model: ModelSpec, request: GenerationRequest, tokens: int) -> float:
+def usd_for_tokens(
+    price: Price, model: ModelSpec, request: GenerationRequest, tokens: int
+) -> float:
     rate = price.usd_per_million_tokens
     if _with_audio(model, request) and price.usd_per_million_tokens_with_audio is not None:
         rate = price.usd_per_million_tokens_with_audio
@@ -59,7 +68,9 @@ def estimate_cost_usd(
     price = spec.prices[request.model]
     if price.billing == "per_generation":
         return CostEstimate(
-            usd=_per_generation(price, model, request), tokens=None, basis=f"per generation ({price.as_of})"
+            usd=_per_generation(price, model, request),
+            tokens=None,
+            basis=f"per generation ({price.as_of})",
         )
     tokens = requested_tokens(model, request, image_size)
     return CostEstimate(
@@ -78,7 +89,9 @@ def actual_cost_usd(
     """What a finished task cost: the provider's reported usage where it reports one, else the
     formula; zero for anything that did not deliver a video."""
     if state.status is not TaskStatus.SUCCEEDED:
-        return CostEstimate(usd=0.0, tokens=0 if state.status.terminal else None, basis="not billed")
+        return CostEstimate(
+            usd=0.0, tokens=0 if state.status.terminal else None, basis="not billed"
+        )
     model = spec.model(request.model)
     price = spec.prices[request.model]
     if state.tokens is not None and price.billing == "tokens":
@@ -95,4 +108,6 @@ def actual_cost_usd(
             basis=f"provider-reported credits ({state.credits})",
         )
     estimate = estimate_cost_usd(spec, request, image_size)
-    return CostEstimate(usd=estimate.usd, tokens=estimate.tokens, basis=f"formula: {estimate.basis}")
+    return CostEstimate(
+        usd=estimate.usd, tokens=estimate.tokens, basis=f"formula: {estimate.basis}"
+    )

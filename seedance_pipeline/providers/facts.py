@@ -66,6 +66,7 @@ class ModelSpec:
     prompt_max_chars: int
     prompt_required: bool
     options: frozenset[str]
+    required_fields: tuple[str, ...] = ()
     aspect_ratio_field: str = "aspect_ratio"
     parameter_style: str = "fields"
     fps: tuple[int, ...] = (24,)
@@ -102,13 +103,16 @@ class ProviderSpec:
     models: dict[str, ModelSpec]
     prices: dict[str, Price]
     max_queued: int | None = None
+    submit_id_field: dict[str, str] = field(default_factory=dict)  # documented per-model quirks
 
     def model(self, model_id: str) -> ModelSpec:
         try:
             return self.models[model_id]
         except KeyError:
             known = ", ".join(sorted(self.models))
-            raise KeyError(f"provider {self.name!r} has no model {model_id!r}; known: {known}") from None
+            raise KeyError(
+                f"provider {self.name!r} has no model {model_id!r}; known: {known}"
+            ) from None
 
     @property
     def default_model(self) -> str:
@@ -143,6 +147,7 @@ def _model(model_id: str, raw: dict[str, Any]) -> ModelSpec:
         prompt_max_chars=int(raw["prompt_max_chars"]),
         prompt_required=bool(raw["prompt_required"]),
         options=frozenset(raw.get("options", ())),
+        required_fields=tuple(raw.get("required_fields", ())),
         aspect_ratio_field=raw.get("aspect_ratio_field", "aspect_ratio"),
         parameter_style=raw.get("parameter_style", "fields"),
         fps=tuple(raw.get("fps", (24,))),
@@ -189,6 +194,7 @@ def parse_facts(raw: dict[str, Any], price_overrides: dict[str, Any] | None = No
             models=models,
             prices=prices,
             max_queued=p.get("max_queued"),
+            submit_id_field=dict(p.get("submit_id_field", {})),
         )
     pixel_sizes = {
         family: {
@@ -198,7 +204,9 @@ def parse_facts(raw: dict[str, Any], price_overrides: dict[str, Any] | None = No
         for family, by_res in raw["pixel_sizes"].items()
     }
     return Facts(
-        image_limits=ImageLimits(**{**raw["image_limits"], "formats": tuple(raw["image_limits"]["formats"])}),
+        image_limits=ImageLimits(
+            **{**raw["image_limits"], "formats": tuple(raw["image_limits"]["formats"])}
+        ),
         pixel_sizes=pixel_sizes,
         providers=providers,
     )

@@ -10,6 +10,7 @@ import base64
 import io
 import warnings
 from pathlib import Path
+from typing import IO
 
 from PIL import Image
 
@@ -31,7 +32,7 @@ def inspect_image(source: str | Path | bytes) -> ImageInfo:
     """Format, displayed size and byte count of an image file or byte string, from its header."""
     if isinstance(source, bytes):
         size = len(source)
-        stream: io.BufferedIOBase | io.BytesIO = io.BytesIO(source)
+        stream: IO[bytes] = io.BytesIO(source)
     else:
         path = Path(source)
         if not path.is_file():

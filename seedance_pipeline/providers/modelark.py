@@ -86,14 +86,18 @@ class ModelArkAdapter(ProviderAdapter):
         model = self.model(request)
         resolution, duration = self.resolved(request, model)
         values: dict[str, Any] = {
-            name: getattr(request, name) for name in TOP_LEVEL_FIELDS if getattr(request, name) is not None
+            name: getattr(request, name)
+            for name in TOP_LEVEL_FIELDS
+            if getattr(request, name) is not None
         }
         values.update(resolution=resolution, duration=duration)
         text = request.prompt
         body: dict[str, Any] = {"model": request.model}
         if model.parameter_style == "inline":
             flags = " ".join(
-                f"{flag} {_flag_value(values[name])}" for name, flag in INLINE_FLAGS.items() if name in values
+                f"{flag} {_flag_value(values[name])}"
+                for name, flag in INLINE_FLAGS.items()
+                if name in values
             )
             text = f"{text} {flags}".strip()
         else:
@@ -102,7 +106,11 @@ class ModelArkAdapter(ProviderAdapter):
         if text:
             content.append({"type": "text", "text": text})
         content.append(
-            {"type": "image_url", "image_url": {"url": image_reference(request.image)}, "role": "first_frame"}
+            {
+                "type": "image_url",
+                "image_url": {"url": image_reference(request.image)},
+                "role": "first_frame",
+            }
         )
         if request.last_image is not None:
             content.append(

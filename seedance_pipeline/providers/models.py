@@ -129,6 +129,7 @@ class Violation:
 
     field: str
     message: str
+    rule: str = ""  # which documented rule, e.g. "format", "bytes", "ratio", "duration"
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"

@@ -78,8 +78,15 @@ class NovitaAdapter(ProviderAdapter):
             body[model.aspect_ratio_field] = request.aspect_ratio
         if request.last_image is not None:
             body["last_image"] = image_reference(request.last_image)
-        for option in ("camera_fixed", "seed", "watermark", "generate_audio", "service_tier", "fps",
-                       "execution_expires_after"):
+        for option in (
+            "camera_fixed",
+            "seed",
+            "watermark",
+            "generate_audio",
+            "service_tier",
+            "fps",
+            "execution_expires_after",
+        ):
             value = getattr(request, option)
             if value is not None:
                 body[option] = value
@@ -102,7 +109,7 @@ class NovitaAdapter(ProviderAdapter):
         if raw_status not in STATUSES:
             raise MalformedAnswer(f"unknown task status {raw_status!r}")
         status = STATUSES[raw_status]
-        extra = body.get("extra") if isinstance(body.get("extra"), dict) else {}
+        extra: dict[str, Any] = body["extra"] if isinstance(body.get("extra"), dict) else {}
         videos = body.get("videos") or []
         video = videos[0] if videos and isinstance(videos[0], dict) else {}
         error = None
@@ -110,7 +117,9 @@ class NovitaAdapter(ProviderAdapter):
             reason = str(task.get("reason") or "task failed without a reason")
             error = TaskError(failure_kind(None, reason), None, reason)
         elif status is TaskStatus.EXPIRED:
-            error = TaskError(ErrorKind.TASK_EXPIRED, None, str(task.get("reason") or "task expired"))
+            error = TaskError(
+                ErrorKind.TASK_EXPIRED, None, str(task.get("reason") or "task expired")
+            )
         if status is TaskStatus.SUCCEEDED and not video.get("video_url"):
             raise MalformedAnswer("succeeded task has no video_url")
         ttl = as_int(video.get("video_url_ttl"))

@@ -29,18 +29,38 @@ def image_violations(field: str, info: ImageInfo, limits: ImageLimits) -> list[V
     found: list[Violation] = []
     if info.format not in limits.formats:
         allowed = ", ".join(f.lower() for f in limits.formats)
-        found.append(Violation(field, f"format {info.format or 'unknown'} is not accepted (use {allowed})"))
+        found.append(
+            Violation(
+                field,
+                f"format {info.format or 'unknown'} is not accepted (use {allowed})",
+                "format",
+            )
+        )
     if info.bytes > limits.max_bytes:
         found.append(
-            Violation(field, f"{info.bytes / 2**20:.1f} MiB is over the {limits.max_bytes / 2**20:.0f} MiB limit")
+            Violation(
+                field,
+                f"{info.bytes / 2**20:.1f} MiB is over the {limits.max_bytes / 2**20:.0f} MiB limit",
+                "bytes",
+            )
         )
     short, long = sorted((info.width, info.height))
     if short <= limits.short_side_gt:
         found.append(
-            Violation(field, f"short side {short} px must be greater than {limits.short_side_gt} px")
+            Violation(
+                field,
+                f"short side {short} px must be greater than {limits.short_side_gt} px",
+                "short_side",
+            )
         )
     if long >= limits.long_side_lt:
-        found.append(Violation(field, f"long side {long} px must be less than {limits.long_side_lt} px"))
+        found.append(
+            Violation(
+                field,
+                f"long side {long} px must be less than {limits.long_side_lt} px",
+                "long_side",
+            )
+        )
     ratio = info.width / info.height
     if not limits.min_ratio <= ratio <= limits.max_ratio:
         found.append(
@@ -48,6 +68,7 @@ def image_violations(field: str, info: ImageInfo, limits: ImageLimits) -> list[V
                 field,
                 f"aspect ratio {info.width}x{info.height} = {ratio:.2f} is outside "
                 f"{limits.min_ratio}–{limits.max_ratio} (width / height, as displayed)",
+                "ratio",
             )
         )
     return found
@@ -57,16 +78,22 @@ def _image_ref_violations(
     field: str, ref: str, known: ImageInfo | None, limits: ImageLimits
 ) -> list[Violation]:
     if not isinstance(ref, str) or not ref.strip():
-        return [Violation(field, "no image given")]
+        return [Violation(field, "no image given", "missing")]
     if "://" in ref and not is_url(ref):
         scheme = ref.split("://", 1)[0]
-        return [Violation(field, f"scheme {scheme}:// is not supported (use an http(s) URL or a local path)")]
+        return [
+            Violation(
+                field,
+                f"scheme {scheme}:// is not supported (use an http(s) URL or a local path)",
+                "scheme",
+            )
+        ]
     info = known
     if info is None and not is_url(ref):
         try:
             info = inspect_image(ref)
         except ImageUnreadable as exc:
-            return [Violation(field, str(exc))]
+            return [Violation(field, str(exc), "unreadable")]
     # An http(s) image whose header the caller did not fetch cannot be checked here.
     return image_violations(field, info, limits) if info is not None else []
 
@@ -94,12 +121,16 @@ def validate_request(
 
     prompt = request.prompt
     if not isinstance(prompt, str):
-        found.append(Violation("prompt", "must be text"))
+        found.append(Violation("prompt", "must be text", "prompt"))
     elif model.prompt_required and not prompt.strip():
-        found.append(Violation("prompt", f"is required by {where}"))
+        found.append(Violation("prompt", f"is required by {where}", "prompt"))
     elif len(prompt) > model.prompt_max_chars:
         found.append(
-            Violation("prompt", f"{len(prompt)} characters is over the {model.prompt_max_chars} limit")
+            Violation(
+                "prompt",
+                f"{len(prompt)} characters is over the {model.prompt_max_chars} limit",
+                "prompt",
+            )
         )
 
     if request.resolution is not None and request.resolution not in model.resolutions:
@@ -107,6 +138,7 @@ def validate_request(
             Violation(
                 "resolution",
                 f"{request.resolution!r} is not offered by {where} (use {', '.join(model.resolutions)})",
+                "enum",
             )
         )
     if request.aspect_ratio is not None:
@@ -115,6 +147,7 @@ def validate_request(
                 Violation(
                     "aspect_ratio",
                     f"{where} takes no aspect ratio (the video follows the image); leave it empty",
+                    "unsupported",
                 )
             )
         elif request.aspect_ratio not in model.aspect_ratios:
@@ -123,6 +156,7 @@ def validate_request(
                     "aspect_ratio",
                     f"{request.aspect_ratio!r} is not offered by {where} "
                     f"(use {', '.join(model.aspect_ratios)})",
+                    "enum",
                 )
             )
     if request.duration is not None and (
@@ -131,32 +165,58 @@ def validate_request(
         or not model.allows_duration(request.duration)
     ):
         found.append(
-            Violation("duration", f"{request.duration!r} s is not offered by {where} (use {model.duration_words()})")
+            Violation(
+                "duration",
+                f"{request.duration!r} s is not offered by {where} (use {model.duration_words()})",
+                "duration",
+            )
         )
 
     for option, label in _OPTION_LABELS.items():
         if getattr(request, option) is not None and option not in model.options:
-            found.append(Violation(option, f"{where} does not support {label}; leave it empty"))
+            found.append(
+                Violation(
+                    option, f"{where} does not support {label}; leave it empty", "unsupported"
+                )
+            )
 
     if request.seed is not None and "seed" in model.options:
         low, high = model.seed_range
-        if isinstance(request.seed, bool) or not isinstance(request.seed, int) or not low <= request.seed <= high:
-            found.append(Violation("seed", f"{request.seed!r} is outside {low}…{high} for {where}"))
+        if (
+            isinstance(request.seed, bool)
+            or not isinstance(request.seed, int)
+            or not low <= request.seed <= high
+        ):
+            found.append(
+                Violation("seed", f"{request.seed!r} is outside {low}…{high} for {where}", "seed")
+            )
     if request.fps is not None and "fps" in model.options and request.fps not in model.fps:
-        found.append(Violation("fps", f"{request.fps} is not offered (use {', '.join(map(str, model.fps))})"))
+        found.append(
+            Violation(
+                "fps",
+                f"{request.fps} is not offered (use {', '.join(map(str, model.fps))})",
+                "enum",
+            )
+        )
     if (
         request.service_tier is not None
         and "service_tier" in model.options
         and request.service_tier not in model.service_tiers
     ):
         found.append(
-            Violation("service_tier", f"{request.service_tier!r} is not one of {', '.join(model.service_tiers)}")
+            Violation(
+                "service_tier",
+                f"{request.service_tier!r} is not one of {', '.join(model.service_tiers)}",
+                "enum",
+            )
         )
     expires = request.execution_expires_after
     if expires is not None and model.execution_expires_after_range is not None:
         low, high = model.execution_expires_after_range
         if not low <= expires <= high:
             found.append(
-                Violation("execution_expires_after", f"{expires} s is outside {low}–{high} s")
+                Violation(
+                    "execution_expires_after", f"{expires} s is outside {low}–{high} s", "range"
+                )
             )
     return found

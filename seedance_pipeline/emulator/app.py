@@ -1,0 +1,82 @@
+"""The emulator's ASGI app: every provider API under `/<provider>`, videos under `/_videos`, and a
+small admin surface under `/_emulator` (audit, faults, health) for tests and operators."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from seedance_pipeline.emulator.aimlapi import AimlApiDialect
+from seedance_pipeline.emulator.dialect import Dialect
+from seedance_pipeline.emulator.modelark import ModelArkDialect
+from seedance_pipeline.emulator.novita import NovitaDialect
+from seedance_pipeline.emulator.segmind import SegmindDialect
+from seedance_pipeline.emulator.state import EmulatorState, Faults
+from seedance_pipeline.providers.facts import load_facts
+
+DIALECTS: dict[str, type[Dialect]] = {
+    "novita": NovitaDialect,
+    "aimlapi": AimlApiDialect,
+    "segmind": SegmindDialect,
+    "modelark": ModelArkDialect,
+}
+
+_EXPIRED = """<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"""
+
+
+def build_app(state: EmulatorState) -> Starlette:
+    dialects = [DIALECTS[spec.api](spec, state) for spec in load_facts().providers.values()]
+
+    async def video(request: Request) -> Response:
+        token = request.path_params["token"].removesuffix(".mp4")
+        state.record_video_download(token, dict(request.headers))
+        task = state.task_for_video(token)
+        if task is None:
+            return Response(
+                "<Error><Code>NoSuchKey</Code></Error>", 404, media_type="application/xml"
+            )
+        if time.time() > state.video_expires_at(task):
+            return Response(_EXPIRED, 403, media_type="application/xml")
+        data = await run_in_threadpool(state.video, task.video)
+        return Response(data, 200, media_type="video/mp4")
+
+    async def audit(request: Request) -> Response:
+        provider = request.query_params.get("provider")
+        return JSONResponse([r.as_dict() for r in state.audit(provider)])
+
+    async def video_downloads(request: Request) -> Response:
+        return JSONResponse(state.video_downloads)
+
+    async def faults(request: Request) -> Response:
+        provider = request.path_params["provider"]
+        if provider not in load_facts().providers:
+            return JSONResponse({"error": f"unknown provider {provider}"}, 404)
+        if request.method == "DELETE":
+            state.set_faults(provider, None)
+        elif request.method == "PUT":
+            try:
+                state.set_faults(provider, Faults.from_dict(await request.json()))
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+        current: dict[str, Any] = vars(state.faults(provider))
+        return JSONResponse(current)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True, "sandbox": True, "providers": [d.name for d in dialects]})
+
+    routes = [route for dialect in dialects for route in dialect.routes()]
+    routes += [
+        Route("/_videos/{token}", video, methods=["GET"]),
+        Route("/_emulator/health", health, methods=["GET"]),
+        Route("/_emulator/audit", audit, methods=["GET"]),
+        Route("/_emulator/video-downloads", video_downloads, methods=["GET"]),
+        Route("/_emulator/faults/{provider}", faults, methods=["GET", "PUT", "DELETE"]),
+    ]
+    return Starlette(routes=routes)
