@@ -89,12 +89,18 @@ def as_float(value: Any) -> float | None:
 _CONTENT_WORDS = ("sensitive", "illegal", "nsfw", "moderation", "content policy")
 
 
+_EXPIRY_WORDS = ("expired", "timed out", "timeout")
+
+
 def failure_kind(code: str | None, message: str | None) -> ErrorKind:
-    """A failed task is a content rejection when its code or text says so (free of charge),
-    otherwise a plain task failure."""
+    """A failed task is a content rejection when its code or text says so (free of charge), an
+    expiry when it says it ran out of time (providers without an `expired` status report it as a
+    failure [guess]), otherwise a plain task failure."""
     text = f"{code or ''} {message or ''}".lower()
     if any(word in text for word in _CONTENT_WORDS):
         return ErrorKind.CONTENT_REJECTED
+    if any(word in text for word in _EXPIRY_WORDS):
+        return ErrorKind.TASK_EXPIRED
     return ErrorKind.TASK_FAILED
 
 

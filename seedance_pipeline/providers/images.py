@@ -24,6 +24,19 @@ class ImageUnreadable(ValueError):
     """The bytes are not an image Pillow can read; the message says why in plain words."""
 
 
+def _orientation(img: Image.Image) -> int | None:
+    """EXIF orientation without decoding pixels. Pillow's `getexif()` loads a whole PNG to look
+    for a late eXIf chunk; only an early one (already in `info`) is read here."""
+    if img.format in ("JPEG", "MPO", "TIFF", "WEBP"):
+        return img.getexif().get(_EXIF_ORIENTATION)
+    raw = img.info.get("exif")
+    if not raw:
+        return None
+    exif = Image.Exif()
+    exif.load(raw)
+    return exif.get(_EXIF_ORIENTATION)
+
+
 def is_url(ref: str) -> bool:
     return ref.startswith(("http://", "https://"))
 
@@ -46,7 +59,7 @@ def inspect_image(source: str | Path | bytes) -> ImageInfo:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(stream) as img:
                 width, height = img.size
-                orientation = img.getexif().get(_EXIF_ORIENTATION)
+                orientation = _orientation(img)
                 if orientation in _ROTATED_ORIENTATIONS:
                     width, height = height, width
                 frames = 2 if getattr(img, "is_animated", False) else 1
