@@ -70,7 +70,9 @@ def make_image(tmp_path: Path) -> ImageFactory:
     return make
 
 
-def client_for(emulator: EmulatorServer, provider: str, api_key: str | None = None, **config: Any) -> ProviderClient:
+def client_for(
+    emulator: EmulatorServer, provider: str, api_key: str | None = None, **config: Any
+) -> ProviderClient:
     adapter = adapter_for(provider)
     if api_key is None:
         cfg = ProviderConfig.from_env(adapter, env={}, sandbox_base_url=emulator.url)
@@ -79,11 +81,19 @@ def client_for(emulator: EmulatorServer, provider: str, api_key: str | None = No
 
         cfg = ProviderConfig(provider, emulator.base_url(provider), Secret(api_key))
     if config:
-        cfg = ProviderConfig(cfg.provider, cfg.base_url, cfg.api_key, config.get("timeout_s", cfg.timeout_s), cfg.sandbox)
+        cfg = ProviderConfig(
+            cfg.provider,
+            cfg.base_url,
+            cfg.api_key,
+            config.get("timeout_s", cfg.timeout_s),
+            cfg.sandbox,
+        )
     return ProviderClient(adapter, cfg)
 
 
-async def run_to_end(client: ProviderClient, request: GenerationRequest, timeout_s: float = 10) -> TaskState:
+async def run_to_end(
+    client: ProviderClient, request: GenerationRequest, timeout_s: float = 10
+) -> TaskState:
     """Submit and poll until the task is terminal."""
     state = await client.submit(request)
     deadline = asyncio.get_running_loop().time() + timeout_s

@@ -11,9 +11,23 @@ import httpx
 import pytest
 
 from seedance_pipeline.emulator import EmulatorServer, Faults
-from seedance_pipeline.providers import ErrorKind, GenerationRequest, ProviderError, TaskStatus, adapter_for
+from seedance_pipeline.providers import (
+    ErrorKind,
+    GenerationRequest,
+    ProviderError,
+    TaskStatus,
+    adapter_for,
+)
 from seedance_pipeline.providers.client import ProviderClient, ProviderConfig, Secret
-from seedance_pipeline_tests.conftest import ASYNC_PROVIDERS, MODEL_OF, MODELS, ImageFactory, client_for, run, run_to_end
+from seedance_pipeline_tests.conftest import (
+    ASYNC_PROVIDERS,
+    MODEL_OF,
+    MODELS,
+    ImageFactory,
+    client_for,
+    run,
+    run_to_end,
+)
 
 PROMPT = "a lighthouse at dusk, waves rolling in"
 
@@ -71,7 +85,7 @@ def test_local_images_go_as_data_uris_and_urls_as_they_are(make_image: ImageFact
     assert body is not None
     prefix = "data:image/jpeg;base64,"
     assert body["image"].startswith(prefix)
-    assert base64.b64decode(body["image"][len(prefix):]) == image.read_bytes()
+    assert base64.b64decode(body["image"][len(prefix) :]) == image.read_bytes()
     url = "https://cdn.example.com/cat.png"
     body = adapter_for("novita").build_submit(gen("novita", "seedance-v1-lite-i2v", url)).json
     assert body is not None and body["image"] == url
@@ -80,15 +94,30 @@ def test_local_images_go_as_data_uris_and_urls_as_they_are(make_image: ImageFact
 def test_request_bodies_follow_each_providers_document(make_image: ImageFactory) -> None:
     image = make_image(640, 480)
     pro = adapter_for("novita").build_submit(
-        gen("novita", "seedance-v1.5-pro-i2v", image, aspect_ratio="1:1", generate_audio=False, seed=5)
+        gen(
+            "novita",
+            "seedance-v1.5-pro-i2v",
+            image,
+            aspect_ratio="1:1",
+            generate_audio=False,
+            seed=5,
+        )
     )
     assert pro.path == "/v3/async/seedance-v1.5-pro-i2v"
     assert pro.json is not None and pro.json["ratio"] == "1:1" and "aspect_ratio" not in pro.json
     assert pro.json["generate_audio"] is False
 
     lite = adapter_for("modelark").build_submit(
-        gen("modelark", "seedance-1-0-lite-i2v-250428", image, aspect_ratio="16:9", duration=5, seed=11,
-            camera_fixed=False, last_image=str(image))
+        gen(
+            "modelark",
+            "seedance-1-0-lite-i2v-250428",
+            image,
+            aspect_ratio="16:9",
+            duration=5,
+            seed=11,
+            camera_fixed=False,
+            last_image=str(image),
+        )
     )
     assert lite.json is not None
     text = lite.json["content"][0]["text"]
@@ -96,8 +125,14 @@ def test_request_bodies_follow_each_providers_document(make_image: ImageFactory)
     assert [c.get("role") for c in lite.json["content"][1:]] == ["first_frame", "last_frame"]
     assert "resolution" not in lite.json  # 1.0 models take flags, not fields
 
-    pro_ark = adapter_for("modelark").build_submit(gen("modelark", "seedance-1-5-pro-251215", image, seed=3))
-    assert pro_ark.json is not None and pro_ark.json["seed"] == 3 and pro_ark.json["resolution"] == "480p"
+    pro_ark = adapter_for("modelark").build_submit(
+        gen("modelark", "seedance-1-5-pro-251215", image, seed=3)
+    )
+    assert (
+        pro_ark.json is not None
+        and pro_ark.json["seed"] == 3
+        and pro_ark.json["resolution"] == "480p"
+    )
     assert pro_ark.json["content"][0] == {"type": "text", "text": PROMPT}
 
     seg = adapter_for("segmind").build_submit(
@@ -108,15 +143,24 @@ def test_request_bodies_follow_each_providers_document(make_image: ImageFactory)
     assert {"first_frame_url", "last_frame_url"} <= set(seg.json)
 
 
-def test_first_and_last_frame_are_accepted_by_the_emulator(emulator: EmulatorServer, make_image: ImageFactory) -> None:
+def test_first_and_last_frame_are_accepted_by_the_emulator(
+    emulator: EmulatorServer, make_image: ImageFactory
+) -> None:
     first, last = make_image(1280, 720), make_image(720, 1280)
 
     async def go() -> list[TaskStatus]:
         results = []
-        for provider, model in [("novita", "seedance-v1-lite-i2v"), ("segmind", "seedance-v1-lite-image-to-video"),
-                                ("modelark", "seedance-1-0-lite-i2v-250428")]:
+        for provider, model in [
+            ("novita", "seedance-v1-lite-i2v"),
+            ("segmind", "seedance-v1-lite-image-to-video"),
+            ("modelark", "seedance-1-0-lite-i2v-250428"),
+        ]:
             async with client_for(emulator, provider) as client:
-                results.append((await run_to_end(client, gen(provider, model, first, last_image=str(last)))).status)
+                results.append(
+                    (
+                        await run_to_end(client, gen(provider, model, first, last_image=str(last)))
+                    ).status
+                )
         return results
 
     assert run(go()) == [TaskStatus.SUCCEEDED] * 3
@@ -125,8 +169,13 @@ def test_first_and_last_frame_are_accepted_by_the_emulator(emulator: EmulatorSer
 # -- error kinds -------------------------------------------------------------------------------------
 
 
-def submit_error(emulator: EmulatorServer, provider: str, image: object, api_key: str | None = None,
-                 **fields: object) -> ProviderError:
+def submit_error(
+    emulator: EmulatorServer,
+    provider: str,
+    image: object,
+    api_key: str | None = None,
+    **fields: object,
+) -> ProviderError:
     model = MODEL_OF[provider]
 
     async def go() -> None:
@@ -174,16 +223,20 @@ def test_rate_limits_are_retryable_and_carry_retry_after_when_sent(
         assert error.retry_after_s == 7
     else:
         assert error.retry_after_s is not None and error.retry_after_s > 86400
+
     # the burst is over: the next call goes through
     async def again() -> TaskStatus:
         async with client_for(emulator, provider) as client:
             model = MODEL_OF[provider]
             return (await client.submit(gen(provider, model, make_image()))).status
+
     assert run(again()) in (TaskStatus.QUEUED, TaskStatus.SUCCEEDED)
 
 
 @pytest.mark.parametrize("provider", ["novita", "segmind", "modelark"])
-def test_content_rejection_is_its_own_kind(emulator: EmulatorServer, make_image: ImageFactory, provider: str) -> None:
+def test_content_rejection_is_its_own_kind(
+    emulator: EmulatorServer, make_image: ImageFactory, provider: str
+) -> None:
     emulator.state.set_faults(provider, Faults(reject_rate=1.0))
     error = submit_error(emulator, provider, make_image())
     assert error.kind is ErrorKind.CONTENT_REJECTED
@@ -200,7 +253,9 @@ def test_revoked_and_missing_keys_are_authentication_errors(
     assert "sk-revoked-123" not in str(error) and "sk-revoked-123" not in repr(error.__dict__)
 
 
-def test_a_client_without_a_key_refuses_before_calling(emulator: EmulatorServer, make_image: ImageFactory) -> None:
+def test_a_client_without_a_key_refuses_before_calling(
+    emulator: EmulatorServer, make_image: ImageFactory
+) -> None:
     adapter = adapter_for("novita")
     config = ProviderConfig.from_env(adapter, env={"NOVITA_BASE_URL": emulator.base_url("novita")})
     assert config.api_key is None and not config.sandbox
@@ -245,7 +300,9 @@ def test_lost_or_garbled_create_answers_are_unknown_outcomes_and_the_task_exists
     assert len(emulator.state.audit(provider)) == 1  # the provider did create (and bill) it
 
 
-def test_a_slow_create_times_out_as_an_unknown_outcome(emulator: EmulatorServer, make_image: ImageFactory) -> None:
+def test_a_slow_create_times_out_as_an_unknown_outcome(
+    emulator: EmulatorServer, make_image: ImageFactory
+) -> None:
     emulator.state.set_faults("modelark", Faults(slow_s=1.0))
 
     async def go() -> None:
@@ -303,15 +360,21 @@ def test_tasks_that_end_badly_are_classified(
 
 
 @pytest.mark.parametrize("provider", ASYNC_PROVIDERS)
-def test_polls_survive_transient_faults(emulator: EmulatorServer, make_image: ImageFactory, provider: str) -> None:
+def test_polls_survive_transient_faults(
+    emulator: EmulatorServer, make_image: ImageFactory, provider: str
+) -> None:
     """Polls are safe to retry: a 5xx, a drop or a garbled answer on a poll loses nothing."""
 
     async def go() -> tuple[list[ErrorKind], TaskStatus]:
         kinds: list[ErrorKind] = []
         async with client_for(emulator, provider) as client:
             state = await client.submit(gen(provider, MODEL_OF[provider], make_image()))
-            emulator.state.set_faults(provider, Faults(server_error_rate=0.3, drop_rate=0.2, malformed_rate=0.2,
-                                                       apply_to=("poll",)))
+            emulator.state.set_faults(
+                provider,
+                Faults(
+                    server_error_rate=0.3, drop_rate=0.2, malformed_rate=0.2, apply_to=("poll",)
+                ),
+            )
             for _ in range(200):
                 try:
                     state = await client.poll(state.task_id or "")
@@ -331,7 +394,9 @@ def test_polls_survive_transient_faults(emulator: EmulatorServer, make_image: Im
 # -- quirks ------------------------------------------------------------------------------------------
 
 
-def test_myrouter_15_pro_answers_id_and_novita_answers_task_id(emulator: EmulatorServer, make_image: ImageFactory) -> None:
+def test_myrouter_15_pro_answers_id_and_novita_answers_task_id(
+    emulator: EmulatorServer, make_image: ImageFactory
+) -> None:
     async def go() -> list[dict]:
         raws = []
         for provider in ("novita", "myrouter"):
@@ -354,30 +419,45 @@ def test_documented_quirks_parse_the_same_as_the_plain_shape(
 
     async def go():  # type: ignore[no-untyped-def]
         async with client_for(emulator, provider) as client:
-            return [await run_to_end(client, gen(provider, MODEL_OF[provider], make_image(), seed=77))
-                    for _ in range(2)]
+            return [
+                await run_to_end(client, gen(provider, MODEL_OF[provider], make_image(), seed=77))
+                for _ in range(2)
+            ]
 
     plain, quirky = run(go())
     assert plain.status is quirky.status is TaskStatus.SUCCEEDED
     assert plain.tokens == quirky.tokens and plain.credits == quirky.credits
     if provider == "modelark":
         assert plain.tokens == 864 * 480 * 24 * 5 // 1024
-        assert isinstance(quirky.raw["duration"], str) and quirky.duration_s == 5.0 and quirky.fps == 24
+        assert (
+            isinstance(quirky.raw["duration"], str)
+            and quirky.duration_s == 5.0
+            and quirky.fps == 24
+        )
         assert isinstance(quirky.raw["usage"]["completion_tokens"], str)
     if provider in ("novita", "myrouter"):
         assert plain.seed_used == 77 and isinstance(plain.raw["extra"]["seed"], str)
         assert quirky.raw["extra"] == {} and quirky.seed_used is None
-        assert plain.video_url_ttl_s == 3600 and quirky.video_url_ttl_s is None  # "0" is not "expired"
+        assert (
+            plain.video_url_ttl_s == 3600 and quirky.video_url_ttl_s is None
+        )  # "0" is not "expired"
     if provider == "aimlapi":
-        assert isinstance(quirky.raw["meta"]["usage"]["credits_used"], str) and quirky.credits == plain.credits
+        assert (
+            isinstance(quirky.raw["meta"]["usage"]["credits_used"], str)
+            and quirky.credits == plain.credits
+        )
 
 
 def test_aimlapi_in_progress_words_from_samples_are_in_progress() -> None:
     from seedance_pipeline.providers.base import HttpAnswer
 
     adapter = adapter_for("aimlapi")
-    for word, status in [("waiting", TaskStatus.QUEUED), ("active", TaskStatus.RUNNING),
-                         ("generating", TaskStatus.RUNNING), ("failed", TaskStatus.FAILED)]:
+    for word, status in [
+        ("waiting", TaskStatus.QUEUED),
+        ("active", TaskStatus.RUNNING),
+        ("generating", TaskStatus.RUNNING),
+        ("failed", TaskStatus.FAILED),
+    ]:
         answer = HttpAnswer(200, {}, f'{{"id": "g1", "status": "{word}"}}'.encode())
         assert adapter.parse_poll(answer).status is status
 
@@ -387,7 +467,9 @@ def test_modelark_cancels_a_queued_task(emulator: EmulatorServer, make_image: Im
 
     async def go() -> TaskStatus:
         async with client_for(emulator, "modelark") as client:
-            state = await client.submit(gen("modelark", "seedance-1-0-lite-i2v-250428", make_image()))
+            state = await client.submit(
+                gen("modelark", "seedance-1-0-lite-i2v-250428", make_image())
+            )
             assert await client.cancel(state.task_id or "")
             return (await client.poll(state.task_id or "")).status
 
@@ -415,8 +497,12 @@ def test_redirects_are_not_followed_so_the_key_stays_home(make_image: ImageFacto
     adapter = adapter_for("novita")
     config = ProviderConfig("novita", "https://api.novita.ai", Secret("sk-live-secret"))
     transport = httpx.MockTransport(handler)
-    http = httpx.AsyncClient(base_url=config.base_url, transport=transport,
-                             headers=adapter.auth_headers(config.api_key or ""), follow_redirects=False)
+    http = httpx.AsyncClient(
+        base_url=config.base_url,
+        transport=transport,
+        headers=adapter.auth_headers(config.api_key or ""),
+        follow_redirects=False,
+    )
 
     async def go() -> None:
         async with ProviderClient(adapter, config, http=http) as client:

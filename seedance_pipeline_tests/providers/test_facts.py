@@ -31,7 +31,9 @@ def test_unknown_providers_say_which_exist() -> None:
         adapter_for("runway")
 
 
-def test_prices_can_be_overridden_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prices_can_be_overridden_from_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     override = tmp_path / "prices.toml"
     override.write_text(
         '[prices.novita."seedance-v1-lite-i2v"]\n'
@@ -42,7 +44,10 @@ def test_prices_can_be_overridden_from_a_file(tmp_path: Path, monkeypatch: pytes
     try:
         price = load_facts().providers["novita"].prices["seedance-v1-lite-i2v"]
         assert (price.usd_per_million_tokens, price.source) == (1.0, "our contract")
-        assert load_facts().providers["myrouter"].prices["seedance-v1-lite-i2v"].usd_per_million_tokens == 1.8
+        assert (
+            load_facts().providers["myrouter"].prices["seedance-v1-lite-i2v"].usd_per_million_tokens
+            == 1.8
+        )
     finally:
         monkeypatch.delenv("SEEDANCE_PRICES_FILE")
         load_facts.cache_clear()

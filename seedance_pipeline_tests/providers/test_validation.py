@@ -12,7 +12,9 @@ from seedance_pipeline_tests.conftest import MODELS, ImageFactory
 LITE = ("novita", "seedance-v1-lite-i2v")
 
 
-def violations(image: Path | str, provider: str = LITE[0], model: str = LITE[1], **fields: object) -> list:
+def violations(
+    image: Path | str, provider: str = LITE[0], model: str = LITE[1], **fields: object
+) -> list:
     request = GenerationRequest(provider=provider, model=model, image=str(image), **fields)  # type: ignore[arg-type]
     return adapter_for(provider).validate(request)
 
@@ -22,7 +24,9 @@ def rules(found: list) -> set[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("provider,model", MODELS)
-def test_a_good_request_passes_for_every_model(make_image: ImageFactory, provider: str, model: str) -> None:
+def test_a_good_request_passes_for_every_model(
+    make_image: ImageFactory, provider: str, model: str
+) -> None:
     assert violations(make_image(1280, 720), provider, model, prompt="a cat walks") == []
 
 
@@ -51,7 +55,9 @@ def test_other_formats_are_refused_by_name(make_image: ImageFactory, fmt: str) -
         ((2510, 1000), False),  # 2.51
     ],
 )
-def test_size_and_ratio_limits_are_exact(make_image: ImageFactory, size: tuple[int, int], ok: bool) -> None:
+def test_size_and_ratio_limits_are_exact(
+    make_image: ImageFactory, size: tuple[int, int], ok: bool
+) -> None:
     found = violations(make_image(*size, fmt="JPEG"))
     assert (found == []) is ok, found
 
@@ -76,7 +82,9 @@ def test_exif_rotation_gives_the_displayed_size(make_image: ImageFactory) -> Non
     assert "950x2450" in str(found[0])
 
 
-def test_header_only_read_is_enough_for_a_truncated_file(make_image: ImageFactory, tmp_path: Path) -> None:
+def test_header_only_read_is_enough_for_a_truncated_file(
+    make_image: ImageFactory, tmp_path: Path
+) -> None:
     good = make_image(800, 600, "PNG")
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(good.read_bytes()[:100])
@@ -87,7 +95,9 @@ def test_header_only_read_is_enough_for_a_truncated_file(make_image: ImageFactor
     "content,words",
     [(b"", "empty"), (b"this is not an image at all", "not a readable image")],
 )
-def test_unreadable_files_are_refused_in_plain_words(tmp_path: Path, content: bytes, words: str) -> None:
+def test_unreadable_files_are_refused_in_plain_words(
+    tmp_path: Path, content: bytes, words: str
+) -> None:
     path = tmp_path / "fake.jpg"
     path.write_bytes(content)
     found = violations(path)
@@ -138,21 +148,81 @@ def test_every_violation_of_a_row_is_reported_at_once(make_image: ImageFactory) 
     "provider,model,fields,expected",
     [
         ("novita", "seedance-v1.5-pro-i2v", {"prompt": ""}, ("prompt", "prompt")),  # required
-        ("novita", "seedance-v1.5-pro-i2v", {"prompt": "p", "resolution": "1080p"}, ("resolution", "enum")),
-        ("novita", "seedance-v1.5-pro-i2v", {"prompt": "p", "duration": 13}, ("duration", "duration")),
-        ("novita", "seedance-v1.5-pro-i2v", {"prompt": "p", "duration": 3}, ("duration", "duration")),
+        (
+            "novita",
+            "seedance-v1.5-pro-i2v",
+            {"prompt": "p", "resolution": "1080p"},
+            ("resolution", "enum"),
+        ),
+        (
+            "novita",
+            "seedance-v1.5-pro-i2v",
+            {"prompt": "p", "duration": 13},
+            ("duration", "duration"),
+        ),
+        (
+            "novita",
+            "seedance-v1.5-pro-i2v",
+            {"prompt": "p", "duration": 3},
+            ("duration", "duration"),
+        ),
         ("novita", "seedance-v1.5-pro-i2v", {"prompt": "p", "seed": 2**32}, ("seed", "seed")),
         ("novita", "seedance-v1.5-pro-i2v", {"prompt": "p", "fps": 30}, ("fps", "enum")),
-        ("novita", "seedance-v1.5-pro-i2v", {"prompt": "p", "service_tier": "slow"}, ("service_tier", "enum")),
-        ("novita", "seedance-v1.5-pro-i2v", {"prompt": "p", "execution_expires_after": 60}, ("execution_expires_after", "range")),
-        ("aimlapi", "bytedance/seedance-1-0-lite-i2v", {"prompt": "p", "aspect_ratio": "16:9"}, ("aspect_ratio", "unsupported")),
-        ("aimlapi", "bytedance/seedance-1-0-lite-i2v", {"prompt": "p", "last_image": "x.png"}, ("last_image", "unsupported")),
-        ("segmind", "seedance-v1-lite-image-to-video", {"prompt": "p", "seed": 0}, ("seed", "seed")),
-        ("segmind", "seedance-v1-lite-image-to-video", {"prompt": "p", "seed": -1}, ("seed", "seed")),
-        ("segmind", "seedance-v1-lite-image-to-video", {"prompt": "p", "resolution": "1080p"}, ("resolution", "enum")),
+        (
+            "novita",
+            "seedance-v1.5-pro-i2v",
+            {"prompt": "p", "service_tier": "slow"},
+            ("service_tier", "enum"),
+        ),
+        (
+            "novita",
+            "seedance-v1.5-pro-i2v",
+            {"prompt": "p", "execution_expires_after": 60},
+            ("execution_expires_after", "range"),
+        ),
+        (
+            "aimlapi",
+            "bytedance/seedance-1-0-lite-i2v",
+            {"prompt": "p", "aspect_ratio": "16:9"},
+            ("aspect_ratio", "unsupported"),
+        ),
+        (
+            "aimlapi",
+            "bytedance/seedance-1-0-lite-i2v",
+            {"prompt": "p", "last_image": "x.png"},
+            ("last_image", "unsupported"),
+        ),
+        (
+            "segmind",
+            "seedance-v1-lite-image-to-video",
+            {"prompt": "p", "seed": 0},
+            ("seed", "seed"),
+        ),
+        (
+            "segmind",
+            "seedance-v1-lite-image-to-video",
+            {"prompt": "p", "seed": -1},
+            ("seed", "seed"),
+        ),
+        (
+            "segmind",
+            "seedance-v1-lite-image-to-video",
+            {"prompt": "p", "resolution": "1080p"},
+            ("resolution", "enum"),
+        ),
         ("modelark", "seedance-1-0-lite-i2v-250428", {"duration": 1}, ("duration", "duration")),
-        ("modelark", "seedance-1-0-lite-i2v-250428", {"generate_audio": False}, ("generate_audio", "unsupported")),
-        ("modelark", "seedance-1-0-lite-i2v-250428", {"service_tier": "flex"}, ("service_tier", "unsupported")),
+        (
+            "modelark",
+            "seedance-1-0-lite-i2v-250428",
+            {"generate_audio": False},
+            ("generate_audio", "unsupported"),
+        ),
+        (
+            "modelark",
+            "seedance-1-0-lite-i2v-250428",
+            {"service_tier": "flex"},
+            ("service_tier", "unsupported"),
+        ),
         ("novita", "seedance-v9", {}, ("model", "enum")),
     ],
 )
@@ -163,8 +233,13 @@ def test_model_specific_rules(
 
 
 @pytest.mark.parametrize("duration", [2, 12])
-def test_modelark_lite_takes_any_duration_in_its_range(make_image: ImageFactory, duration: int) -> None:
-    assert violations(make_image(), "modelark", "seedance-1-0-lite-i2v-250428", duration=duration) == []
+def test_modelark_lite_takes_any_duration_in_its_range(
+    make_image: ImageFactory, duration: int
+) -> None:
+    assert (
+        violations(make_image(), "modelark", "seedance-1-0-lite-i2v-250428", duration=duration)
+        == []
+    )
 
 
 def test_decompression_bombs_are_refused_without_decoding(tmp_path: Path) -> None:
