@@ -11,12 +11,30 @@ from seedance_pipeline.emulator import EmulatorConfig, serve
 def _emulator(args: argparse.Namespace) -> int:
     config = EmulatorConfig(queued_s=args.queued_s, running_s=args.running_s, seed=args.seed)
     try:
-        serve(args.host, args.port, config)
+        serve(args.host, args.port, config, port_file=args.port_file, idle_exit_s=args.idle_exit_s)
     except ValueError as exc:
         print(f"seedance-pipeline emulator: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from seedance_pipeline.headless import CannotProceed, run_headless
+
+    try:
+        summary = run_headless(
+            args.catalog,
+            args.data_dir,
+            daily_budget_usd=None if args.daily_budget_usd < 0 else args.daily_budget_usd,
+            timeout_s=args.timeout_s,
+            progress=not args.no_progress,
+        )
+    except CannotProceed as exc:
+        print(f"seedance-pipeline run: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(summary.lines()))
     return 0
 
 
@@ -26,6 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Image catalog → Seedance image-to-video providers → Parquet ledger.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run the pipeline headless until every request of the catalog is terminal",
+        description="Runs the Dagster assets and sensor logic in-process: validates the catalog, "
+        "submits, polls, keeps the videos and writes the ledger; then prints a summary. Running it "
+        "again on the same catalog and data dir submits nothing new. Providers without an API key "
+        "run in the sandbox emulator.",
+    )
+    run.add_argument(
+        "--catalog", default="data/catalog.csv", help="CSV or Parquet, path or fsspec URL"
+    )
+    run.add_argument("--data-dir", default="data", help="state store, ledger and videos go here")
+    run.add_argument(
+        "--daily-budget-usd", type=float, default=25.0, help="spend cap per UTC day (-1: none)"
+    )
+    run.add_argument("--timeout-s", type=float, default=None, help="give up after this long")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=_run)
+
     emulator = commands.add_parser(
         "emulator",
         help="serve a local emulator of every provider API (loopback only)",
@@ -39,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--queued-s", type=float, default=2.0, help="seconds a task stays queued")
     emulator.add_argument("--running-s", type=float, default=8.0, help="seconds a task then runs")
     emulator.add_argument("--seed", type=int, default=0, help="seed of the fault-injection dice")
+    emulator.add_argument(
+        "--port-file", help="write {url, pid} here once listening (useful with --port 0)"
+    )
+    emulator.add_argument(
+        "--idle-exit-s", type=float, help="exit after this many seconds without a call"
+    )
     emulator.set_defaults(func=_emulator)
     return parser
 

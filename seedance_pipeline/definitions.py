@@ -1,6 +1,26 @@
-"""The Dagster code location. The pipeline's assets, sensors and schedules arrive with issue #3;
-until then the location loads empty so that `dagster dev` and `definitions validate` work."""
+"""The Dagster code location: wiring only (`dagster dev` from the repo root loads it)."""
+
+from __future__ import annotations
 
 import dagster as dg
 
-defs = dg.Definitions()
+from seedance_pipeline.catalog.assets import image_catalog, rejected_rows
+from seedance_pipeline.jobs import catalog_job, ledger_job, submit_batch_job
+from seedance_pipeline.ledger.assets import batch_ledger
+from seedance_pipeline.polling.sensors import catalog_sensor, task_sensor
+from seedance_pipeline.resources import SeedanceResource, resource_from_env
+from seedance_pipeline.submission.assets import submission_assets
+from seedance_pipeline.submission.schedules import daily_outstanding_batches
+
+
+def build_definitions(seedance: SeedanceResource) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[image_catalog, rejected_rows, *submission_assets, batch_ledger],
+        jobs=[catalog_job, submit_batch_job, ledger_job],
+        sensors=[catalog_sensor, task_sensor],
+        schedules=[daily_outstanding_batches],
+        resources={"seedance": seedance},
+    )
+
+
+defs = build_definitions(resource_from_env())

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from seedance_pipeline.emulator.aimlapi import AimlApiDialect
 from seedance_pipeline.emulator.dialect import Dialect
@@ -31,7 +32,7 @@ _EXPIRED = """<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"""
 
 
-def build_app(state: EmulatorState) -> Starlette:
+def build_app(state: EmulatorState) -> ASGIApp:
     dialects = [DIALECTS[spec.api](spec, state) for spec in load_facts().providers.values()]
 
     async def video(request: Request) -> Response:
@@ -79,4 +80,11 @@ def build_app(state: EmulatorState) -> Starlette:
         Route("/_emulator/video-downloads", video_downloads, methods=["GET"]),
         Route("/_emulator/faults/{provider}", faults, methods=["GET", "PUT", "DELETE"]),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+
+    async def note_calls(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            state.last_call_at = time.time()  # for --idle-exit-s
+        await app(scope, receive, send)
+
+    return note_calls

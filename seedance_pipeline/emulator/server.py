@@ -4,10 +4,13 @@ zero-configuration sandbox), or in the foreground from `seedance-pipeline emulat
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 
@@ -92,6 +95,9 @@ class EmulatorServer:
             time.sleep(0.01)
         return self
 
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
@@ -104,17 +110,31 @@ class EmulatorServer:
         self.stop()
 
 
-def serve(host: str, port: int, config: EmulatorConfig | None = None) -> None:
-    """Run in the foreground until interrupted."""
+def serve(
+    host: str,
+    port: int,
+    config: EmulatorConfig | None = None,
+    port_file: str | None = None,
+    idle_exit_s: float | None = None,
+) -> None:
+    """Run in the foreground until interrupted (or, with `idle_exit_s`, until no call came for that
+    long). Port 0 picks a free port; `port_file` receives `{"url", "pid"}` once listening."""
     check_loopback(host)
-    state = EmulatorState(config)
+    server = EmulatorServer(config, host=host, port=port, log_level="info")
     print(
-        f"seedance emulator (SANDBOX: no real provider is called) listening on http://{host}:{port} "
-        "— loopback only",
+        f"seedance emulator (SANDBOX: no real provider is called) listening on {server.url} — loopback only",
         flush=True,
     )
     for name in load_facts().providers:
-        print(f"  {name:9s} base URL http://{host}:{port}/{name}", flush=True)
-    config_ = _uvicorn_config(state, "info")
-    config_.host, config_.port = host, port
-    uvicorn.Server(config_).run()
+        print(f"  {name:9s} base URL {server.base_url(name)}", flush=True)
+    server.start()
+    if port_file:
+        Path(port_file).write_text(json.dumps({"url": server.url, "pid": os.getpid()}))
+    try:
+        while server.is_alive():
+            if idle_exit_s is not None and time.time() - server.state.last_call_at > idle_exit_s:
+                print(f"no call for {idle_exit_s:.0f} s: exiting", flush=True)
+                break
+            time.sleep(1)
+    finally:
+        server.stop()

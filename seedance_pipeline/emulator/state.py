@@ -151,6 +151,7 @@ class EmulatorState:
         self._random = random.Random(self.config.seed)
         self._counter = 0
         self.revoked_keys: set[str] = set()
+        self.last_call_at = time.time()
         self.video_downloads: list[dict[str, Any]] = []
         self.video_cache: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
 

@@ -68,6 +68,8 @@ def inspect_image(source: str | Path | bytes) -> ImageInfo:
                 )
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageUnreadable(f"refused as a decompression bomb: {exc}") from None
+    except Image.UnidentifiedImageError:
+        raise ImageUnreadable("not an image: its bytes match no known image format") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageUnreadable(f"not a readable image ({type(exc).__name__}: {exc})") from None
     finally:

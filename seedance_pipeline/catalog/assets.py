@@ -1,0 +1,90 @@
+"""Dagster assets for the catalog: the planned requests, and the rows that were rejected."""
+
+from collections import Counter
+
+import dagster as dg
+import pandas as pd
+
+from seedance_pipeline.pipeline import refresh_catalog
+from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.state.store import REJECTED
+
+batches = dg.DynamicPartitionsDefinition(name="batches")
+
+
+@dg.asset(
+    kinds={"csv", "parquet"},
+    tags={"seedance/stage": "catalog"},
+    description=(
+        "Reads the image catalog (CSV or Parquet, local or any fsspec URL), validates every row "
+        "against its provider's documented limits, gives each distinct request a stable id (a digest "
+        "of the image bytes and every output-changing parameter) and records new requests in the "
+        "state store. Registers each batch as a partition of `batches`."
+    ),
+)
+def image_catalog(
+    context: dg.AssetExecutionContext, seedance: SeedanceResource
+) -> dg.MaterializeResult:
+    settings = seedance.settings()
+    plan = refresh_catalog(settings)
+    new = [b for b in plan.batches if not context.instance.has_dynamic_partition(batches.name, b)]
+    if new:
+        context.instance.add_dynamic_partitions(batches.name, new)
+    for warning in plan.warnings:
+        context.log.warning(f"catalog: {warning}")
+    by_status = Counter(r.status for r in plan.records)
+    return dg.MaterializeResult(
+        metadata={
+            "catalog": settings.catalog,
+            "rows": plan.rows,
+            "requests": len(plan.records),
+            "duplicate_rows_collapsed": plan.duplicates,
+            "valid": by_status.get("pending", 0),
+            "rejected": by_status.get(REJECTED, 0),
+            "batches": dg.MetadataValue.json(plan.batches),
+            "new_batches": dg.MetadataValue.json(new),
+            "warnings": dg.MetadataValue.json(plan.warnings),
+        }
+    )
+
+
+@dg.asset(
+    deps=[image_catalog],
+    kinds={"parquet"},
+    tags={"seedance/stage": "catalog"},
+    description=(
+        "Every catalog row that cannot be sent, with every reason at once (also in the ledger with "
+        "status `rejected`). Written to `<data dir>/rejected_rows.parquet`; fix the rows and the "
+        "catalog sensor picks the change up."
+    ),
+)
+def rejected_rows(seedance: SeedanceResource) -> dg.MaterializeResult:
+    settings = seedance.settings()
+    rejected = settings.store().records(statuses=[REJECTED])
+    frame = pd.DataFrame(
+        [
+            {
+                "catalog_row": r.catalog_row,
+                "batch": r.batch,
+                "image_id": r.image_id,
+                "provider": r.provider,
+                "model": r.model,
+                "image": r.request.get("image"),
+                "reasons": r.error_message,
+            }
+            for r in rejected
+        ],
+        columns=["catalog_row", "batch", "image_id", "provider", "model", "image", "reasons"],
+    )
+    path = f"{settings.data_dir}/rejected_rows.parquet"
+    frame.to_parquet(path, index=False)
+    preview = frame[["catalog_row", "image_id", "reasons"]].head(50)
+    return dg.MaterializeResult(
+        metadata={
+            "rejected": len(frame),
+            "path": dg.MetadataValue.path(path),
+            "preview": dg.MetadataValue.md(
+                preview.to_markdown(index=False) if len(preview) else "none"
+            ),
+        }
+    )

@@ -1,0 +1,176 @@
+"""`seedance-pipeline run`: the same Dagster assets and sensor logic, in-process, until every request
+of the catalog is terminal. Useful for CI jobs, notebooks and machines without a Dagster daemon."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from tqdm import tqdm
+
+from seedance_pipeline.catalog.planning import CatalogError
+from seedance_pipeline.definitions import build_definitions
+from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.state.store import ACTIVE, OPEN, PENDING, TERMINAL, StateStore
+from seedance_pipeline.submission.submit import start_of_utc_day
+
+
+class CannotProceed(RuntimeError):
+    """The run cannot finish: the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    counts: dict[str, int]
+    cost_usd: float
+    cost_usd_estimated: float
+    spent_today_usd: float
+    daily_budget_usd: float | None
+    ledger_path: Path
+    sandbox_rows: int
+    submitted: int
+
+    def lines(self) -> list[str]:
+        total = sum(self.counts.values())
+        out = [f"requests: {total}"]
+        out += [f"  {status:10s} {n}" for status, n in sorted(self.counts.items())]
+        out.append(f"cost: ${self.cost_usd:.4f} (estimated ${self.cost_usd_estimated:.4f})")
+        if self.daily_budget_usd is not None:
+            left = max(0.0, self.daily_budget_usd - self.spent_today_usd)
+            out.append(
+                f"budget: ${self.spent_today_usd:.4f} spent today of ${self.daily_budget_usd:.2f}, ${left:.4f} left"
+            )
+        out.append(f"tasks created by this run: {self.submitted}")
+        out.append(f"ledger: {self.ledger_path}")
+        if self.sandbox_rows:
+            out.append(
+                f"SANDBOX: {self.sandbox_rows} rows were produced by the local emulator, not a provider"
+            )
+        return out
+
+
+def _stuck_reason(store: StateStore, settings: PipelineSettings) -> str:
+    """Why pending requests are not going out: the last refusal recorded, or the budget."""
+    reasons: Counter[str] = Counter()
+    for record in store.records(statuses=[PENDING]):
+        details = [d for _, to, d in store.transitions(record.request_id) if to == PENDING and d]
+        if details and details[-1].startswith("back to pending"):
+            reasons[details[-1]] += 1
+    if reasons:
+        return "; ".join(f"{n} × {why}" for why, n in reasons.most_common(3))
+    cap = settings.daily_budget_usd
+    if cap is not None and store.spend(start_of_utc_day()) >= cap - 1e-9:
+        return f"today's budget of ${cap:.2f} is spent"
+    return "the next request would exceed today's budget or no provider slot frees up"
+
+
+def run_headless(
+    catalog: str,
+    data_dir: str,
+    *,
+    daily_budget_usd: float | None = 25.0,
+    sandbox_url: str | None = None,
+    poll_interval_s: float = 1.0,
+    timeout_s: float | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> RunSummary:
+    logging.getLogger("dagster").setLevel(logging.WARNING)  # the progress bar and summary speak
+    data = Path(data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    resource = SeedanceResource(
+        data_dir=str(data),
+        catalog=str(Path(catalog).resolve()) if "://" not in catalog else catalog,
+        daily_budget_usd=daily_budget_usd,
+        sandbox_url=sandbox_url,
+        poll_time_box_s=20.0,
+    )
+    settings: PipelineSettings = resource.settings()
+    defs = build_definitions(resource)
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {"seedance": resource}
+
+    def execute(job_name: str, partition_key: str | None = None) -> None:
+        result = defs.get_job_def(job_name).execute_in_process(
+            instance=instance,
+            partition_key=partition_key,
+            resources=resources,
+            raise_on_error=False,
+        )
+        if not result.success:
+            errors = [e.message for e in result.all_events if e.is_failure]
+            raise CannotProceed(
+                f"{job_name} ({partition_key or 'all'}) failed: {errors[-1] if errors else 'see logs'}"
+            )
+
+    try:
+        execute("catalog_job")
+    except CannotProceed as exc:
+        if isinstance(exc.__cause__, CatalogError):
+            raise CannotProceed(str(exc.__cause__)) from None
+        raise
+    store = settings.store()
+    audit_before = sum(1 for r in store.records() if r.submitted_at)
+    total = len(store.records())
+    sensor = defs.get_sensor_def("task_sensor")
+    seen_run_keys: set[str] = set()
+    started = time.monotonic()
+    bar = tqdm(total=total, desc="requests done", unit="req", disable=not progress)
+    idle_ticks = 0
+    try:
+        while True:
+            context = dg.build_sensor_context(
+                instance=instance, resources=resources, definitions=defs
+            )
+            result = sensor(context)
+            run_requests = result.run_requests if isinstance(result, dg.SensorResult) else []
+            launched = 0
+            for request in run_requests or []:
+                if request.run_key and request.run_key in seen_run_keys:
+                    continue
+                if request.run_key:
+                    seen_run_keys.add(request.run_key)
+                execute(request.job_name or "", request.partition_key)
+                launched += 1
+            counts = store.counts()
+            done = sum(n for status, n in counts.items() if status in TERMINAL)
+            bar.n = done
+            bar.refresh()
+            open_count = sum(n for status, n in counts.items() if status in OPEN)
+            if open_count == 0 and launched == 0:
+                break
+            # Pending work but nothing in flight after a tick's submissions: something refuses them.
+            active = sum(counts.get(status, 0) for status in ACTIVE)
+            idle_ticks = idle_ticks + 1 if active == 0 else 0
+            if idle_ticks >= 3:
+                raise CannotProceed(
+                    f"{counts.get(PENDING, 0)} requests cannot be submitted now: {_stuck_reason(store, settings)}. "
+                    "Fix the cause (API key, credit, budget: --daily-budget-usd) and run again; "
+                    "nothing already submitted will be submitted twice."
+                )
+            if timeout_s is not None and time.monotonic() - started > timeout_s:
+                raise CannotProceed(
+                    f"not finished after {timeout_s:.0f} s; run again to continue where it stopped"
+                )
+            time.sleep(poll_interval_s)
+    finally:
+        bar.close()
+
+    records = store.records()
+    submitted = sum(1 for r in records if r.submitted_at) - audit_before
+    return RunSummary(
+        counts=dict(Counter("pending" if r.status in OPEN else r.status for r in records)),
+        cost_usd=sum(r.cost_usd or 0.0 for r in records),
+        cost_usd_estimated=sum(r.cost_usd_estimated for r in records if r.status != "rejected"),
+        spent_today_usd=store.spend(start_of_utc_day()),
+        daily_budget_usd=daily_budget_usd,
+        ledger_path=settings.ledger_dir,
+        sandbox_rows=sum(1 for r in records if r.sandbox),
+        submitted=submitted,
+    )

@@ -1,0 +1,141 @@
+"""The pipeline's steps as plain functions over settings: the Dagster assets and sensor are thin
+wrappers around these, and the headless command runs the very same Dagster definitions."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import fsspec
+import pyarrow as pa
+
+from seedance_pipeline.catalog.planning import (
+    CatalogPlan,
+    catalog_base_dir,
+    plan_catalog,
+    read_catalog,
+)
+from seedance_pipeline.ledger.rows import ledger_table, write_partition
+from seedance_pipeline.polling.poll import PollReport, poll_once
+from seedance_pipeline.providers.client import ProviderConfig
+from seedance_pipeline.providers.connections import needs_sandbox, open_clients, provider_configs
+from seedance_pipeline.sandbox import ensure_sandbox
+from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.state.store import (
+    ACTIVE,
+    FETCHING,
+    IN_FLIGHT,
+    PENDING,
+    RequestRecord,
+    StateStore,
+)
+from seedance_pipeline.submission.submit import SubmitReport, start_of_utc_day, submit_pending
+
+log = logging.getLogger(__name__)
+
+
+def catalog_digest(url: str) -> str:
+    """sha256 of the catalog file's bytes: how the catalog sensor notices a change."""
+    digest = hashlib.sha256()
+    with fsspec.open(url, "rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def refresh_catalog(settings: PipelineSettings) -> CatalogPlan:
+    """Read and plan the catalog, record new requests (known ones keep their progress), and flag
+    submissions a dead process left without an answer."""
+    frame = read_catalog(settings.catalog)
+    plan = plan_catalog(frame, settings.defaults, catalog_base_dir(settings.catalog))
+    store = settings.store()
+    store.add_new(plan.records)
+    flagged = store.flag_stale_submissions(settings.stale_submission_s)
+    if flagged:
+        log.error(
+            "%d submissions had no answer when their process stopped; flagged unknown", len(flagged)
+        )
+    return plan
+
+
+def connections(settings: PipelineSettings, providers: Iterable[str]) -> dict[str, ProviderConfig]:
+    """Configs for these providers: real where a key is set, the sandbox emulator otherwise."""
+    providers = sorted(set(providers))
+    sandbox_url = settings.explicit_sandbox_url()
+    if sandbox_url is None and needs_sandbox(providers):
+        sandbox_url = ensure_sandbox(settings.data_dir)
+    return provider_configs(providers, sandbox_url)
+
+
+async def _submit(
+    settings: PipelineSettings, batch: str, providers: list[str]
+) -> dict[str, SubmitReport]:
+    store = settings.store()
+    async with AsyncExitStack() as stack:
+        clients = await open_clients(connections(settings, providers), stack)
+        reports = await asyncio.gather(
+            *(submit_pending(store, clients[p], settings, batch) for p in providers)
+        )
+    return dict(zip(providers, reports, strict=True))
+
+
+def submit_batch(
+    settings: PipelineSettings, batch: str, providers: Iterable[str]
+) -> dict[str, SubmitReport]:
+    """Submit a batch's pending requests for these providers (those with pending work)."""
+    store = settings.store()
+    wanted = set(providers)
+    present = sorted({r.provider for r in store.records(batch=batch, statuses=[PENDING])} & wanted)
+    if not present:
+        return {}
+    return asyncio.run(_submit(settings, batch, present))
+
+
+async def _poll(settings: PipelineSettings, store: StateStore, providers: list[str]) -> PollReport:
+    async with AsyncExitStack() as stack:
+        clients = await open_clients(connections(settings, providers), stack)
+        return await poll_once(store, clients, settings)
+
+
+def poll_tick(settings: PipelineSettings) -> PollReport:
+    """One time-boxed polling pass over every task in flight."""
+    store = settings.store()
+    providers = sorted({r.provider for r in store.records(statuses=[IN_FLIGHT, FETCHING])})
+    if not providers:
+        return PollReport()
+    return asyncio.run(_poll(settings, store, providers))
+
+
+@dataclass(frozen=True)
+class BatchLedger:
+    path: Path
+    table: pa.Table
+    records: list[RequestRecord]
+
+
+def write_batch_ledger(settings: PipelineSettings, batch: str) -> BatchLedger:
+    records = settings.store().records(batch=batch)
+    table = ledger_table(records)
+    path = write_partition(settings.ledger_dir, batch, table)
+    return BatchLedger(path, table, records)
+
+
+def submittable_batches(settings: PipelineSettings, store: StateStore) -> list[str]:
+    """Batches with pending requests for a provider that has a free slot, while budget is left."""
+    if (
+        settings.daily_budget_usd is not None
+        and store.spend(start_of_utc_day()) >= settings.daily_budget_usd
+    ):
+        return []
+    busy = {
+        provider
+        for provider in {r.provider for r in store.records(statuses=list(ACTIVE))}
+        if len(store.records(provider=provider, statuses=list(ACTIVE)))
+        >= settings.in_flight_limit(provider)
+    }
+    return sorted({r.batch for r in store.records(statuses=[PENDING]) if r.provider not in busy})

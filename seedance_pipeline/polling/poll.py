@@ -1,0 +1,166 @@
+"""One polling pass over the tasks in flight: concurrent, time-boxed, least-recently-polled first.
+
+The pass is what the Dagster sensor runs on each tick and what the headless command loops on. It
+stops starting new polls when its time box is spent, so a tick stays well under Dagster's 60 s
+sensor timeout whatever the backlog; the next tick starts with the tasks this one did not reach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import httpx
+
+from seedance_pipeline.polling.videos import VideoLost, download
+from seedance_pipeline.providers import (
+    ErrorKind,
+    GenerationRequest,
+    ProviderError,
+    TaskState,
+    TaskStatus,
+    adapter_for,
+)
+from seedance_pipeline.providers.client import ProviderClient
+from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.state.store import (
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    FETCHING,
+    IN_FLIGHT,
+    SUCCEEDED,
+    RequestRecord,
+    StateStore,
+)
+from seedance_pipeline.submission.submit import video_destination
+
+log = logging.getLogger(__name__)
+
+ENDINGS = {TaskStatus.FAILED: FAILED, TaskStatus.EXPIRED: EXPIRED, TaskStatus.CANCELLED: CANCELLED}
+
+
+@dataclass
+class PollReport:
+    polled: int = 0
+    finished: int = 0
+    errors: int = 0
+    not_reached: int = 0
+    by_outcome: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def summary(self) -> str:
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.by_outcome.items())) or "none"
+        return (f"polled {self.polled}, finished {self.finished} ({outcomes}), errors {self.errors}, "
+                f"not reached {self.not_reached}, in {self.elapsed_s:.1f} s")  # fmt: skip
+
+
+async def poll_once(
+    store: StateStore,
+    clients: Mapping[str, ProviderClient],
+    settings: PipelineSettings,
+    time_box_s: float | None = None,
+    video_http: httpx.AsyncClient | None = None,
+) -> PollReport:
+    started = time.monotonic()
+    deadline = started + (settings.poll_time_box_s if time_box_s is None else time_box_s)
+    report = PollReport()
+    records = [
+        r
+        for r in store.records(statuses=[IN_FLIGHT, FETCHING], order_by_poll=True)
+        if r.provider in clients
+    ]
+    gate = asyncio.Semaphore(max(1, settings.poll_concurrency))
+    touched: list[str] = []
+    own_http = video_http is None
+    # No credentials: the video host is not the provider's API host.
+    http = video_http or httpx.AsyncClient(
+        timeout=httpx.Timeout(120.0, connect=10.0), follow_redirects=True
+    )
+
+    async def one(record: RequestRecord) -> None:
+        async with gate:
+            if time.monotonic() >= deadline:
+                report.not_reached += 1
+                return
+            touched.append(record.request_id)
+            try:
+                await _advance(store, clients[record.provider], settings, record, http, report)
+            except ProviderError as error:
+                report.errors += 1
+                if error.kind is ErrorKind.NOT_FOUND:
+                    store.transition(record.request_id, (IN_FLIGHT, FETCHING), FAILED, "task unknown to the provider",
+                                     error_kind=str(error.kind), error_message=str(error), cost_usd=0.0,
+                                     completed_at=time.time())  # fmt: skip
+                else:
+                    log.info("poll of %s failed, will retry: %s", record.task_id, error)
+
+    try:
+        await asyncio.gather(*(one(r) for r in records))
+    finally:
+        store.mark_polled(touched)
+        if own_http:
+            await http.aclose()
+    report.elapsed_s = time.monotonic() - started
+    return report
+
+
+async def _advance(
+    store: StateStore,
+    client: ProviderClient,
+    settings: PipelineSettings,
+    record: RequestRecord,
+    http: httpx.AsyncClient,
+    report: PollReport,
+) -> None:
+    adapter = adapter_for(record.provider)
+    state: TaskState = await client.poll(record.task_id or "")
+    report.polled += 1
+    if not state.status.terminal:
+        return
+    request = GenerationRequest(**record.request)
+    size = (
+        (record.image_width, record.image_height)
+        if record.image_width and record.image_height
+        else None
+    )
+    cost = adapter.actual_cost(request, state, size)
+    now = time.time()
+    if state.status in ENDINGS:
+        error = state.error
+        if store.transition(record.request_id, (IN_FLIGHT, FETCHING), ENDINGS[state.status], "task ended",
+                            error_kind=str(error.kind) if error else None,
+                            error_message=error.message if error else None,
+                            cost_usd=cost.usd, tokens=cost.tokens, completed_at=now):  # fmt: skip
+            report.finished += 1
+            report.by_outcome[ENDINGS[state.status]] = (
+                report.by_outcome.get(ENDINGS[state.status], 0) + 1
+            )
+        return
+    # Succeeded: note what the provider said first, then copy the video.
+    store.transition(record.request_id, (IN_FLIGHT, FETCHING), FETCHING, "provider reports success",
+                     video_url=state.video_url, seed_used=state.seed_used, tokens=cost.tokens,
+                     cost_usd=cost.usd)  # fmt: skip
+    try:
+        kept = await download(http, state.video_url or "", video_destination(settings, record))
+    except VideoLost as exc:
+        store.transition(record.request_id, FETCHING, SUCCEEDED, "video lost", error_kind="video_lost",
+                         error_message=str(exc), completed_at=now)  # fmt: skip
+        report.finished += 1
+        report.by_outcome["succeeded (video lost)"] = (
+            report.by_outcome.get("succeeded (video lost)", 0) + 1
+        )
+        return
+    except httpx.HTTPError as exc:
+        log.info("download of %s failed, will retry: %s", record.request_id, type(exc).__name__)
+        report.errors += 1
+        return
+    if store.transition(record.request_id, FETCHING, SUCCEEDED, "video kept", video_uri=kept.uri,
+                        video_sha256=kept.sha256, video_bytes=kept.bytes, video_width=kept.width,
+                        video_height=kept.height, video_fps=kept.fps, video_duration_s=kept.duration_s,
+                        completed_at=now):  # fmt: skip
+        report.finished += 1
+        report.by_outcome[SUCCEEDED] = report.by_outcome.get(SUCCEEDED, 0) + 1

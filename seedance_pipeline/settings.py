@@ -1,0 +1,46 @@
+"""Pipeline settings, shared by the Dagster resource and the headless command."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from seedance_pipeline.catalog.planning import CatalogDefaults
+from seedance_pipeline.providers.facts import load_facts
+from seedance_pipeline.state.store import StateStore, default_state_url
+
+SANDBOX_URL_ENV = "SEEDANCE_SANDBOX_URL"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    data_dir: str = "data"
+    catalog: str = "data/catalog.csv"
+    state_url: str | None = None  # any SQLAlchemy URL; default SQLite at <data_dir>/state.sqlite
+    videos_url: str | None = None  # any fsspec URL; default <data_dir>/videos
+    defaults: CatalogDefaults = field(default_factory=CatalogDefaults)
+    max_in_flight: dict[str, int] = field(default_factory=dict)  # per provider; default facts.toml
+    daily_budget_usd: float | None = 25.0  # spend cap per UTC day, reserved before each submission
+    poll_time_box_s: float = 40.0  # well under Dagster's 60 s sensor timeout
+    poll_concurrency: int = 32
+    submit_concurrency: int = 8
+    stale_submission_s: float = 900.0  # longer than any create call may take (Segmind: minutes)
+    sandbox_url: str | None = None  # an emulator to use for providers without a key
+
+    def in_flight_limit(self, provider: str) -> int:
+        return self.max_in_flight.get(provider, load_facts().providers[provider].max_in_flight)
+
+    @property
+    def ledger_dir(self) -> Path:
+        return Path(self.data_dir) / "ledger"
+
+    @property
+    def videos(self) -> str:
+        return (self.videos_url or str(Path(self.data_dir).resolve() / "videos")).rstrip("/")
+
+    def store(self) -> StateStore:
+        return StateStore(self.state_url or default_state_url(self.data_dir))
+
+    def explicit_sandbox_url(self) -> str | None:
+        return self.sandbox_url or os.environ.get(SANDBOX_URL_ENV) or None

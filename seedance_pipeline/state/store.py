@@ -1,0 +1,434 @@
+"""The durable state store: one record per request, and every transition it went through.
+
+Why it exists: provider tasks outlive Dagster runs. The record is written *before* each provider call
+(`pending → submitting`) and after each answer, so a crashed run never loses a task id and no rerun,
+retry or backfill submits a request twice. A record left in `submitting` by a process that died
+mid-call is flagged `unknown`, never resubmitted silently.
+
+Every status change is a compare-and-set (`UPDATE ... WHERE status = :expected`) in one transaction
+with its transition row, so concurrent runs and sensors cannot both move the same request. Claims
+of provider capacity serialise on a per-provider lock row, which holds on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+# Statuses a request record can have. Terminal ones never change again.
+PENDING = "pending"  # valid, not yet sent
+SUBMITTING = "submitting"  # intent recorded; the create call is under way
+IN_FLIGHT = "in_flight"  # the provider has a task id for it
+FETCHING = "fetching"  # the provider says succeeded; our copy of the video is not made yet
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+REJECTED = "rejected"  # refused by validation, never sent
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+UNKNOWN = "unknown"  # the create call's outcome is unknown: an operator must decide
+
+OPEN = (PENDING, SUBMITTING, IN_FLIGHT, FETCHING)
+ACTIVE = (SUBMITTING, IN_FLIGHT, FETCHING)  # count against a provider's tasks in flight
+TERMINAL = (SUCCEEDED, FAILED, REJECTED, EXPIRED, CANCELLED, UNKNOWN)
+
+metadata = sa.MetaData()
+
+requests_table = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("batch", sa.String(200), nullable=False, index=True),
+    sa.Column("catalog_row", sa.Integer, nullable=False),
+    sa.Column("image_id", sa.String(500)),
+    sa.Column("provider", sa.String(50), nullable=False, index=True),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("request_json", sa.Text, nullable=False),
+    sa.Column("image_sha256", sa.String(64)),
+    sa.Column("image_width", sa.Integer),
+    sa.Column("image_height", sa.Integer),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("task_id", sa.String(200)),
+    sa.Column("error_kind", sa.String(50)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("seed_used", sa.BigInteger),
+    sa.Column("tokens", sa.BigInteger),
+    sa.Column("cost_usd_estimated", sa.Float, nullable=False, default=0.0),
+    sa.Column("cost_usd", sa.Float),
+    sa.Column("video_url", sa.Text),
+    sa.Column("video_uri", sa.Text),
+    sa.Column("video_sha256", sa.String(64)),
+    sa.Column("video_bytes", sa.BigInteger),
+    sa.Column("video_width", sa.Integer),
+    sa.Column("video_height", sa.Integer),
+    sa.Column("video_fps", sa.Float),
+    sa.Column("video_duration_s", sa.Float),
+    sa.Column("submitted_at", sa.Float),
+    sa.Column("completed_at", sa.Float),
+    sa.Column("sandbox", sa.Boolean),
+    sa.Column("polled_at", sa.Float, nullable=False, default=0.0),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+transitions_table = sa.Table(
+    "transitions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, index=True),
+    sa.Column("from_status", sa.String(20)),
+    sa.Column("to_status", sa.String(20), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("detail", sa.Text),
+)
+
+provider_locks_table = sa.Table(
+    "provider_locks",
+    metadata,
+    sa.Column("provider", sa.String(50), primary_key=True),
+    sa.Column("claims", sa.BigInteger, nullable=False, default=0),
+)
+
+
+@dataclass
+class RequestRecord:
+    """One row of `requests`; `request` is the provider-neutral request as a dict."""
+
+    request_id: str
+    batch: str
+    catalog_row: int
+    provider: str
+    model: str
+    request: dict[str, Any]
+    status: str
+    image_id: str | None = None
+    image_sha256: str | None = None
+    image_width: int | None = None
+    image_height: int | None = None
+    task_id: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    seed_used: int | None = None
+    tokens: int | None = None
+    cost_usd_estimated: float = 0.0
+    cost_usd: float | None = None
+    video_url: str | None = None
+    video_uri: str | None = None
+    video_sha256: str | None = None
+    video_bytes: int | None = None
+    video_width: int | None = None
+    video_height: int | None = None
+    video_fps: float | None = None
+    video_duration_s: float | None = None
+    submitted_at: float | None = None
+    completed_at: float | None = None
+    sandbox: bool | None = None
+    polled_at: float = 0.0
+    updated_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> RequestRecord:
+        values = dict(row._mapping)
+        values["request"] = json.loads(values.pop("request_json"))
+        return cls(**values)
+
+    def to_row(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["request_json"] = json.dumps(values.pop("request"), sort_keys=True)
+        return values
+
+
+_UPDATABLE = {c.name for c in requests_table.columns} - {"request_id", "request_json"}
+
+
+def default_state_url(data_dir: str | Path) -> str:
+    path = Path(data_dir).resolve() / "state.sqlite"
+    return f"sqlite:///{path}"
+
+
+class StateStore:
+    """SQLAlchemy-backed; SQLite under the data directory by default, any SQLAlchemy URL otherwise."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        is_sqlite = url.startswith("sqlite")
+        if is_sqlite and ":memory:" not in url:
+            Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = sa.create_engine(
+            url,
+            future=True,
+            connect_args={"timeout": 60} if is_sqlite else {},
+            pool_pre_ping=not is_sqlite,
+        )
+        if is_sqlite:
+            # WAL lets the sensor read while a run writes; each write is one short transaction.
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.close()
+
+        metadata.create_all(self.engine)
+
+    def __repr__(self) -> str:
+        return f"StateStore({self.engine.url.render_as_string(hide_password=True)})"
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def add_new(self, records: Iterable[RequestRecord]) -> int:
+        """Insert records whose request id is not known yet; known ones are left as they are, so
+        re-reading the catalog never resets a request's progress. Returns how many were new."""
+        records = list(records)
+        if not records:
+            return 0
+        now = time.time()
+        with self._tx() as conn:
+            known = {
+                r for (r,) in conn.execute(sa.select(requests_table.c.request_id).where(
+                    requests_table.c.request_id.in_([rec.request_id for rec in records])
+                ))
+            }  # fmt: skip
+            fresh = [rec for rec in records if rec.request_id not in known]
+            for rec in fresh:
+                rec.updated_at = now
+            if fresh:
+                conn.execute(sa.insert(requests_table), [rec.to_row() for rec in fresh])
+                conn.execute(
+                    sa.insert(transitions_table),
+                    [{"request_id": r.request_id, "from_status": None, "to_status": r.status, "at": now,
+                      "detail": r.error_message} for r in fresh],
+                )  # fmt: skip
+        return len(fresh)
+
+    def transition(
+        self,
+        request_id: str,
+        expected: str | Sequence[str],
+        to: str,
+        detail: str | None = None,
+        **values: Any,
+    ) -> bool:
+        """Move a request from one of `expected` to `to`, setting `values`, atomically with its
+        transition row. False (and nothing written) when the request was not in `expected`."""
+        with self._tx() as conn:
+            return self._transition(conn, request_id, expected, to, detail, **values)
+
+    def _transition(
+        self,
+        conn: Connection,
+        request_id: str,
+        expected: str | Sequence[str],
+        to: str,
+        detail: str | None = None,
+        **values: Any,
+    ) -> bool:
+        unknown = set(values) - _UPDATABLE
+        assert not unknown, f"not columns: {unknown}"
+        expected = (expected,) if isinstance(expected, str) else tuple(expected)
+        now = time.time()
+        current = conn.execute(
+            sa.select(requests_table.c.status).where(requests_table.c.request_id == request_id)
+        ).scalar_one_or_none()
+        if current not in expected:
+            return False
+        result = conn.execute(
+            sa.update(requests_table)
+            .where(requests_table.c.request_id == request_id, requests_table.c.status == current)
+            .values(status=to, updated_at=now, **values)
+        )
+        if result.rowcount != 1:
+            return False
+        conn.execute(
+            sa.insert(transitions_table).values(
+                request_id=request_id, from_status=current, to_status=to, at=now, detail=detail
+            )
+        )
+        return True
+
+    def claim(
+        self,
+        request_id: str,
+        provider: str,
+        max_in_flight: int,
+        spend_cap_usd: float | None,
+        spend_since: float,
+        reservation_usd: float,
+        sandbox: bool,
+    ) -> str | None:
+        """Reserve a slot and budget for one submission: `pending → submitting`, written before the
+        provider is called. Returns None on success, else why the request must wait."""
+        with self._tx() as conn:
+            # Serialise claims for this provider across processes: a write to its lock row.
+            touched = conn.execute(
+                sa.update(provider_locks_table)
+                .where(provider_locks_table.c.provider == provider)
+                .values(claims=provider_locks_table.c.claims + 1)
+            ).rowcount
+            if not touched:
+                conn.execute(sa.insert(provider_locks_table).values(provider=provider, claims=1))
+            active = conn.execute(
+                sa.select(sa.func.count()).where(
+                    requests_table.c.provider == provider, requests_table.c.status.in_(ACTIVE)
+                )
+            ).scalar_one()
+            if active >= max_in_flight:
+                return f"{provider} has {active} tasks in flight (limit {max_in_flight})"
+            if spend_cap_usd is not None:
+                spent = self._spend(conn, spend_since)
+                if spent + reservation_usd > spend_cap_usd + 1e-9:
+                    return (
+                        f"spend cap ${spend_cap_usd:.2f} would be exceeded "
+                        f"(committed ${spent:.4f} + this request ${reservation_usd:.4f})"
+                    )
+            moved = self._transition(
+                conn,
+                request_id,
+                PENDING,
+                SUBMITTING,
+                "claimed",
+                submitted_at=time.time(),
+                sandbox=sandbox,
+            )
+            return None if moved else "no longer pending"
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _spend(self, conn: Connection, since: float) -> float:
+        """Money committed since `since`: actual cost of finished requests plus the estimate of
+        every request still in flight (reserved until it ends)."""
+        c = requests_table.c
+        finished = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0)).where(
+                c.status.in_(TERMINAL), c.submitted_at >= since
+            )
+        ).scalar_one()
+        reserved = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(c.cost_usd_estimated), 0.0)).where(
+                c.status.in_(ACTIVE), c.submitted_at >= since
+            )
+        ).scalar_one()
+        return float(finished) + float(reserved)
+
+    def spend(self, since: float = 0.0) -> float:
+        with self.engine.connect() as conn:
+            return self._spend(conn, since)
+
+    def get(self, request_id: str) -> RequestRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(requests_table).where(requests_table.c.request_id == request_id)
+            ).one_or_none()
+        return RequestRecord.from_row(row) if row is not None else None
+
+    def records(
+        self,
+        *,
+        batch: str | None = None,
+        provider: str | None = None,
+        statuses: Sequence[str] | None = None,
+        order_by_poll: bool = False,
+        limit: int | None = None,
+    ) -> list[RequestRecord]:
+        c = requests_table.c
+        query = sa.select(requests_table)
+        if batch is not None:
+            query = query.where(c.batch == batch)
+        if provider is not None:
+            query = query.where(c.provider == provider)
+        if statuses is not None:
+            query = query.where(c.status.in_(statuses))
+        query = (
+            query.order_by(c.polled_at, c.request_id)
+            if order_by_poll
+            else query.order_by(c.catalog_row)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [RequestRecord.from_row(row) for row in conn.execute(query)]
+
+    def counts(self, batch: str | None = None) -> dict[str, int]:
+        c = requests_table.c
+        query = sa.select(c.status, sa.func.count()).group_by(c.status)
+        if batch is not None:
+            query = query.where(c.batch == batch)
+        with self.engine.connect() as conn:
+            return {status: int(n) for status, n in conn.execute(query)}
+
+    def batches(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [
+                b
+                for (b,) in conn.execute(
+                    sa.select(requests_table.c.batch).distinct().order_by(requests_table.c.batch)
+                )
+            ]
+
+    def open_batches(self) -> dict[str, dict[str, int]]:
+        """Per batch, counts of the requests that are not finished yet."""
+        c = requests_table.c
+        query = (
+            sa.select(c.batch, c.status, sa.func.count())
+            .where(c.status.in_(OPEN))
+            .group_by(c.batch, c.status)
+        )
+        result: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for batch, status, n in conn.execute(query):
+                result.setdefault(batch, {})[status] = int(n)
+        return result
+
+    def mark_polled(self, request_ids: Sequence[str]) -> None:
+        if not request_ids:
+            return
+        with self._tx() as conn:
+            conn.execute(
+                sa.update(requests_table)
+                .where(requests_table.c.request_id.in_(request_ids))
+                .values(polled_at=time.time())
+            )
+
+    def transitions(self, request_id: str) -> list[tuple[str | None, str, str | None]]:
+        t = transitions_table.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.from_status, t.to_status, t.detail)
+                .where(t.request_id == request_id)
+                .order_by(t.id)
+            )
+            return [(a, b, d) for a, b, d in rows]
+
+    def flag_stale_submissions(self, older_than_s: float) -> list[str]:
+        """Requests left in `submitting` by a process that died mid-call: their outcome is unknown.
+        They are flagged, never resubmitted (the provider may have made and billed the task)."""
+        cutoff = time.time() - older_than_s
+        stale = [
+            r.request_id
+            for r in self.records(statuses=[SUBMITTING])
+            if (r.submitted_at or 0) < cutoff
+        ]
+        flagged = []
+        for request_id in stale:
+            if self.transition(
+                request_id,
+                SUBMITTING,
+                UNKNOWN,
+                "submission outcome unknown: the submitting process stopped mid-call",
+                error_kind="outcome_unknown",
+                error_message="the process submitting this request stopped before the provider answered; "
+                "check the provider's dashboard, then run `seedance-pipeline resolve-unknown`",
+            ):
+                flagged.append(request_id)
+        return flagged

@@ -1,0 +1,29 @@
+"""The daily schedule: submit whatever is outstanding, within the daily spend cap."""
+
+import dagster as dg
+
+from seedance_pipeline.jobs import submit_batch_job
+from seedance_pipeline.pipeline import submittable_batches
+from seedance_pipeline.resources import SeedanceResource
+
+
+@dg.schedule(
+    job=submit_batch_job,
+    cron_schedule="0 6 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Every day at 06:00 UTC, launches `submit_batch_job` for each batch with pending requests. "
+        "The daily spend cap (`daily_budget_usd`) is reserved request by request, so whatever "
+        "exceeds today's cap waits for tomorrow's run."
+    ),
+)
+def daily_outstanding_batches(
+    context: dg.ScheduleEvaluationContext, seedance: SeedanceResource
+) -> list[dg.RunRequest] | dg.SkipReason:
+    settings = seedance.settings()
+    batches = submittable_batches(settings, settings.store())
+    if not batches:
+        return dg.SkipReason("no outstanding batch, or today's budget is spent")
+    date = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return [dg.RunRequest(partition_key=b, run_key=f"daily:{date}:{b}") for b in batches]

@@ -1,0 +1,163 @@
+"""Submitting a batch's pending requests to one provider, safely.
+
+Each request is claimed in the state store (`pending → submitting`, slot and budget reserved) before
+the provider is called, and its outcome written right after. A create call whose outcome is unknown
+is recorded `unknown`, never retried here; retryable refusals put the request back to `pending`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from seedance_pipeline.polling.videos import VideoLost, keep_bytes
+from seedance_pipeline.providers import ErrorKind, GenerationRequest, ProviderError, adapter_for
+from seedance_pipeline.providers.client import ProviderClient
+from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.state.store import (
+    FAILED,
+    IN_FLIGHT,
+    PENDING,
+    SUBMITTING,
+    SUCCEEDED,
+    UNKNOWN,
+    RequestRecord,
+    StateStore,
+)
+
+log = logging.getLogger(__name__)
+
+# Refusals that concern the account, not the request: stop submitting to that provider and retry later.
+STOP_KINDS = (
+    ErrorKind.AUTHENTICATION,
+    ErrorKind.INSUFFICIENT_CREDIT,
+    ErrorKind.RATE_LIMITED,
+    ErrorKind.TRANSIENT,
+)
+
+
+@dataclass
+class SubmitReport:
+    submitted: int = 0
+    finished: int = 0  # synchronous providers deliver at once
+    failed: int = 0
+    unknown: int = 0
+    waiting: Counter[str] = field(default_factory=Counter)  # why requests still wait
+    stopped: str | None = None
+
+
+def start_of_utc_day(now: float | None = None) -> float:
+    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def video_destination(settings: PipelineSettings, record: RequestRecord) -> str:
+    return f"{settings.videos}/{record.batch}/{record.request_id}.mp4"
+
+
+def deliver(store: StateStore, settings: PipelineSettings, record: RequestRecord, state_bytes: bytes,
+            expected: str, tokens: int | None, cost: float, seed_used: int | None) -> bool:  # fmt: skip
+    """Keep a video that arrived inline and mark the request succeeded."""
+    try:
+        kept = keep_bytes(state_bytes, video_destination(settings, record))
+    except VideoLost as exc:
+        return store.transition(record.request_id, expected, SUCCEEDED, "video unreadable",
+                                error_kind="video_lost", error_message=str(exc), cost_usd=cost,
+                                tokens=tokens, completed_at=time.time())  # fmt: skip
+    return store.transition(
+        record.request_id, expected, SUCCEEDED, "video kept",
+        video_uri=kept.uri, video_sha256=kept.sha256, video_bytes=kept.bytes, video_width=kept.width,
+        video_height=kept.height, video_fps=kept.fps, video_duration_s=kept.duration_s,
+        cost_usd=cost, tokens=tokens, seed_used=seed_used, completed_at=time.time(),
+    )  # fmt: skip
+
+
+async def submit_pending(
+    store: StateStore,
+    client: ProviderClient,
+    settings: PipelineSettings,
+    batch: str | None = None,
+    spend_cap_usd: float | None = None,
+) -> SubmitReport:
+    """Submit `batch`'s (or every batch's) pending requests for the client's provider, within the
+    provider's limit of tasks in flight and the spend cap. Returns what happened and why the rest wait."""
+    provider = client.adapter.name
+    adapter = adapter_for(provider)
+    report = SubmitReport()
+    cap = settings.daily_budget_usd if spend_cap_usd is None else spend_cap_usd
+    since = start_of_utc_day()
+    limit = settings.in_flight_limit(provider)
+    pending = store.records(batch=batch, provider=provider, statuses=[PENDING])
+    gate = asyncio.Semaphore(max(1, settings.submit_concurrency))
+
+    async def one(record: RequestRecord) -> None:
+        if report.stopped:
+            report.waiting[f"submission to {provider} stopped"] += 1
+            return
+        async with gate:
+            if report.stopped:
+                report.waiting[f"submission to {provider} stopped"] += 1
+                return
+            reason = store.claim(record.request_id, provider, limit, cap, since, record.cost_usd_estimated,
+                                 sandbox=client.config.sandbox)  # fmt: skip
+            if reason is not None:
+                report.waiting[reason.split(" (")[0]] += 1
+                return
+            request = GenerationRequest(**record.request)
+            try:
+                state = await client.submit(request)
+            except ProviderError as error:
+                _record_refusal(store, record, error, report)
+                return
+            report.submitted += 1
+            if state.video_bytes is not None:  # synchronous provider: the video itself
+                size = (
+                    (record.image_width, record.image_height)
+                    if record.image_width and record.image_height
+                    else None
+                )
+                cost = adapter.actual_cost(request, state, size)
+                deliver(
+                    store,
+                    settings,
+                    record,
+                    state.video_bytes,
+                    SUBMITTING,
+                    cost.tokens,
+                    cost.usd,
+                    None,
+                )
+                report.finished += 1
+            else:
+                store.transition(
+                    record.request_id, SUBMITTING, IN_FLIGHT, "task created", task_id=state.task_id
+                )
+
+    await asyncio.gather(*(one(r) for r in pending))
+    return report
+
+
+def _record_refusal(
+    store: StateStore, record: RequestRecord, error: ProviderError, report: SubmitReport
+) -> None:
+    message = str(error)
+    if error.outcome_unknown:
+        store.transition(record.request_id, SUBMITTING, UNKNOWN, "create outcome unknown",
+                         error_kind="outcome_unknown", error_message=message)  # fmt: skip
+        report.unknown += 1
+        log.error("request %s: outcome unknown, NOT resubmitted: %s", record.request_id, message)
+    elif error.kind in STOP_KINDS:
+        store.transition(record.request_id, SUBMITTING, PENDING, f"back to pending: {message}",
+                         submitted_at=None, sandbox=None)  # fmt: skip
+        report.stopped = message
+        report.waiting[f"{error.kind}"] += 1
+        log.warning("stopping submissions to %s for now: %s", record.provider, message)
+    else:
+        store.transition(record.request_id, SUBMITTING, FAILED, "refused by the provider",
+                         error_kind=str(error.kind), error_message=message, cost_usd=0.0,
+                         completed_at=time.time())  # fmt: skip
+        report.failed += 1
