@@ -26,7 +26,14 @@ SCENES = [  # name, size, format, sky top, sky bottom, ground
     ("beach.webp", (1600, 686), "WEBP", (60, 150, 230), (200, 235, 250), (230, 210, 160)),
     ("tower.jpg", (640, 1280), "JPEG", (80, 120, 200), (240, 200, 160), (70, 60, 60)),
     ("garden.jpg", (1000, 1000), "JPEG", (120, 190, 240), (240, 250, 255), (60, 130, 70)),
-    ("tiny.png", (200, 150), "PNG", (200, 100, 100), (250, 200, 200), (90, 40, 40)),  # short side too small
+    (
+        "tiny.png",
+        (200, 150),
+        "PNG",
+        (200, 100, 100),
+        (250, 200, 200),
+        (90, 40, 40),
+    ),  # short side too small
     ("banner.jpg", (3000, 600), "JPEG", (40, 40, 90), (160, 160, 220), (30, 30, 30)),  # ratio 5.0
 ]
 
@@ -39,7 +46,10 @@ def scene(size: tuple[int, int], top: tuple[int, ...], bottom: tuple[int, ...], 
     horizon = int(height * 0.62)
     for y in range(horizon):
         t = y / max(1, horizon - 1)
-        draw.line([(0, y), (width, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom, strict=True)))
+        draw.line(
+            [(0, y), (width, y)],
+            fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom, strict=True)),
+        )
     sun = (int(width * rng.uniform(0.2, 0.8)), int(horizon * rng.uniform(0.3, 0.7)))
     r = int(min(width, height) * 0.08)
     draw.ellipse([sun[0] - r, sun[1] - r, sun[0] + r, sun[1] + r], fill=(255, 236, 170))

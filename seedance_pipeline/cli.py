@@ -38,6 +38,50 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve_unknown(args: argparse.Namespace) -> int:
+    from seedance_pipeline.state.store import (
+        FAILED,
+        IN_FLIGHT,
+        PENDING,
+        UNKNOWN,
+        StateStore,
+        default_state_url,
+    )
+
+    store = StateStore(args.state_url or default_state_url(args.data_dir))
+    if args.request_id is None:
+        for record in store.records(statuses=[UNKNOWN]):
+            print(
+                f"{record.request_id}  {record.provider:9s} {record.batch:16s} {record.image_id}  {record.error_message}"
+            )
+        return 0
+    if args.task_id:
+        moved = store.transition(
+            args.request_id, UNKNOWN, IN_FLIGHT, "operator: adopted task", task_id=args.task_id
+        )
+    elif args.resubmit:
+        moved = store.transition(
+            args.request_id, UNKNOWN, PENDING, "operator: resubmit", submitted_at=None
+        )
+    else:
+        moved = store.transition(
+            args.request_id,
+            UNKNOWN,
+            FAILED,
+            "operator: abandoned",
+            cost_usd=0.0,
+            error_message="abandoned by an operator after an unknown submission outcome",
+        )
+    if not moved:
+        print(
+            f"seedance-pipeline resolve-unknown: {args.request_id} is not an unknown request",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{args.request_id}: {store.transitions(args.request_id)[-1][1]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seedance-pipeline",
@@ -62,6 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout-s", type=float, default=None, help="give up after this long")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
+
+    resolve = commands.add_parser(
+        "resolve-unknown",
+        help="list, or decide about, requests whose submission outcome is unknown",
+        description="A create call that timed out or lost its answer may have made (and billed) a task, so "
+        "the pipeline never resubmits it by itself. Look the request up at the provider, then either adopt "
+        "the task it made (--task-id), resubmit (--resubmit: may pay twice), or give it up (--abandon). "
+        "Without a request id, lists the unknown requests.",
+    )
+    resolve.add_argument("request_id", nargs="?", help="the request to decide about")
+    resolve.add_argument("--data-dir", default="data")
+    resolve.add_argument(
+        "--state-url", help="SQLAlchemy URL of the state store (default: SQLite in the data dir)"
+    )
+    action = resolve.add_mutually_exclusive_group()
+    action.add_argument("--task-id", help="the provider task this request created: polling resumes")
+    action.add_argument("--resubmit", action="store_true", help="submit it again")
+    action.add_argument("--abandon", action="store_true", help="mark it failed")
+    resolve.set_defaults(func=_resolve_unknown)
 
     emulator = commands.add_parser(
         "emulator",

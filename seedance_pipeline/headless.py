@@ -97,11 +97,12 @@ def run_headless(
     resources = {"seedance": resource}
 
     def execute(job_name: str, partition_key: str | None = None) -> None:
-        result = defs.get_job_def(job_name).execute_in_process(
+        result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance,
             partition_key=partition_key,
             resources=resources,
             raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         if not result.success:
             errors = [e.message for e in result.all_events if e.is_failure]
@@ -118,7 +119,7 @@ def run_headless(
     store = settings.store()
     audit_before = sum(1 for r in store.records() if r.submitted_at)
     total = len(store.records())
-    sensor = defs.get_sensor_def("task_sensor")
+    sensor = defs.resolve_sensor_def("task_sensor")
     seen_run_keys: set[str] = set()
     started = time.monotonic()
     bar = tqdm(total=total, desc="requests done", unit="req", disable=not progress)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from seedance_pipeline.catalog.assets import batches, image_catalog, rejected_rows
+from seedance_pipeline.catalog.assets import image_catalog, rejected_rows
 from seedance_pipeline.ledger.assets import batch_ledger
 from seedance_pipeline.submission.assets import submission_assets
 
@@ -16,12 +16,10 @@ catalog_job = dg.define_asset_job(
 submit_batch_job = dg.define_asset_job(
     "submit_batch_job",
     selection=dg.AssetSelection.assets(*submission_assets),
-    partitions_def=batches,
     description="Submit one batch's pending requests to their providers (backfill it over many batches).",
 )
 ledger_job = dg.define_asset_job(
     "ledger_job",
     selection=dg.AssetSelection.assets(batch_ledger),
-    partitions_def=batches,
     description="Write one batch's ledger partition and run its checks.",
 )

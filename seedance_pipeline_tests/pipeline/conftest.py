@@ -1,0 +1,71 @@
+"""A small catalog, a data directory and Dagster definitions pointed at the test's emulator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from seedance_pipeline.definitions import build_definitions
+from seedance_pipeline.emulator import EmulatorServer
+from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline_tests.conftest import ImageFactory
+
+
+@dataclass
+class Pipeline:
+    resource: SeedanceResource
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    emulator: EmulatorServer
+    catalog: Path
+
+    def run(self, job: str, partition_key: str | None = None) -> dg.ExecuteInProcessResult:
+        return self.defs.resolve_job_def(job).execute_in_process(
+            instance=self.instance,
+            partition_key=partition_key,
+            resources={"seedance": self.resource},
+        )
+
+    def sensor(self, name: str = "task_sensor") -> dg.SensorResult | dg.SkipReason:
+        context = dg.build_sensor_context(instance=self.instance, resources={"seedance": self.resource},
+                                          definitions=self.defs)  # fmt: skip
+        return self.defs.resolve_sensor_def(name)(context)  # type: ignore[no-any-return]
+
+
+def write_catalog(tmp_path: Path, make_image: ImageFactory) -> Path:
+    make_image(1280, 720, "JPEG", name="wide.jpg")
+    make_image(720, 1280, "PNG", name="tall.png")
+    make_image(800, 800, "WEBP", name="square.webp")
+    make_image(120, 120, "PNG", name="tiny.png")
+    rows = [
+        {"image": "wide.jpg", "prompt": "waves", "batch": "alpha", "provider": "novita", "seed": 1},
+        {"image": "tall.png", "prompt": "trees", "batch": "alpha", "provider": "modelark"},
+        {"image": "square.webp", "prompt": "city", "batch": "alpha", "provider": "segmind"},
+        {
+            "image": "wide.jpg",
+            "prompt": "waves",
+            "batch": "alpha",
+            "provider": "novita",
+            "seed": 1,
+        },  # duplicate
+        {"image": "square.webp", "prompt": "rain", "batch": "beta", "provider": "aimlapi"},
+        {"image": "tall.png", "prompt": "fog", "batch": "beta", "provider": "myrouter"},
+        {"image": "tiny.png", "prompt": "too small", "batch": "beta", "provider": "novita"},
+    ]
+    path = tmp_path / "catalog.csv"
+    pd.DataFrame(rows).assign(resolution="480p").to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, emulator: EmulatorServer, make_image: ImageFactory) -> Pipeline:
+    catalog = write_catalog(tmp_path, make_image)
+    resource = SeedanceResource(data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url,
+                                poll_time_box_s=10)  # fmt: skip
+    return Pipeline(
+        resource, build_definitions(resource), dg.DagsterInstance.ephemeral(), emulator, catalog
+    )

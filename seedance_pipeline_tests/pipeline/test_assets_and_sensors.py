@@ -1,0 +1,146 @@
+"""The Dagster layer with Dagster's testing APIs, against the emulator over HTTP."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.state.store import IN_FLIGHT, PENDING, REJECTED, SUCCEEDED
+from seedance_pipeline_tests.pipeline.conftest import Pipeline
+
+
+def drive(pipeline: Pipeline, timeout_s: float = 60) -> list[str]:
+    """Evaluate the task sensor and execute what it asks for, until it has nothing to launch."""
+    launched = []
+    seen: set[str | None] = set()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = pipeline.sensor()
+        fresh = (
+            [r for r in (result.run_requests or []) if r.run_key is None or r.run_key not in seen]
+            if isinstance(result, dg.SensorResult)
+            else []
+        )
+        for request in fresh:
+            seen.add(request.run_key)
+            pipeline.run(request.job_name or "", request.partition_key)
+            launched.append(f"{request.job_name}:{request.partition_key}")
+        store = pipeline.resource.settings().store()
+        if not fresh and not store.open_batches():
+            return launched
+        time.sleep(0.2)
+    raise AssertionError("the pipeline did not settle")
+
+
+def test_catalog_asset_records_requests_and_registers_batches(pipeline: Pipeline) -> None:
+    result = pipeline.run("catalog_job")
+    meta = result.asset_materializations_for_node("image_catalog")[0].metadata
+    assert (meta["rows"].value, meta["requests"].value, meta["duplicate_rows_collapsed"].value) == (
+        7,
+        6,
+        1,
+    )
+    assert (meta["valid"].value, meta["rejected"].value) == (5, 1)
+    assert pipeline.instance.get_dynamic_partitions("batches") == ["alpha", "beta"]
+    rejects = pd.read_parquet(f"{pipeline.resource.data_dir}/rejected_rows.parquet")
+    assert list(rejects["image_id"]) == ["tiny"] and "short side 120 px" in rejects["reasons"][0]
+
+
+def test_catalog_sensor_launches_once_per_catalog_version(pipeline: Pipeline) -> None:
+    first = pipeline.sensor("catalog_sensor")
+    assert isinstance(first, dg.SensorResult) and len(first.run_requests or []) == 1
+    context = dg.build_sensor_context(instance=pipeline.instance, cursor=first.cursor,
+                                      resources={"seedance": pipeline.resource})  # fmt: skip
+    assert isinstance(pipeline.defs.resolve_sensor_def("catalog_sensor")(context), dg.SkipReason)
+    pipeline.catalog.write_text(pipeline.catalog.read_text() + "wide.jpg,new,gamma,novita,2,480p\n")
+    context = dg.build_sensor_context(instance=pipeline.instance, cursor=first.cursor,
+                                      resources={"seedance": pipeline.resource})  # fmt: skip
+    changed = pipeline.defs.resolve_sensor_def("catalog_sensor")(context)
+    assert isinstance(changed, dg.SensorResult) and changed.cursor != first.cursor
+
+
+def test_submission_asset_submits_once_even_when_rerun_or_backfilled(pipeline: Pipeline) -> None:
+    pipeline.run("catalog_job")
+    for _ in range(3):  # a rerun and a backfill over the same partition
+        pipeline.run("submit_batch_job", "alpha")
+    audit = pipeline.emulator.state.audit()
+    assert sorted(r.provider for r in audit) == ["modelark", "novita", "segmind"]
+    store = pipeline.resource.settings().store()
+    by_provider = {r.provider: r.status for r in store.records(batch="alpha")}
+    assert by_provider["segmind"] == SUCCEEDED  # synchronous: the video came with the answer
+    assert by_provider["novita"] == by_provider["modelark"] == IN_FLIGHT
+    assert all(r.status == PENDING for r in store.records(batch="beta") if r.status != REJECTED)
+
+
+def test_the_sensor_finishes_every_batch_and_the_ledger_is_exact(pipeline: Pipeline) -> None:
+    pipeline.run("catalog_job")
+    launched = drive(pipeline)
+    assert "submit_batch_job:alpha" in launched and "ledger_job:beta" in launched
+    ledger = pd.read_parquet(f"{pipeline.resource.data_dir}/ledger")
+    assert len(ledger) == 6 and ledger["request_id"].is_unique
+    assert dict(ledger["status"].value_counts()) == {"succeeded": 5, "rejected": 1}
+    audit = {r.task_id for r in pipeline.emulator.state.audit()}
+    assert set(ledger["task_id"].dropna()) == audit - {t for t in audit if t.startswith("segmind-")}
+    assert len(pipeline.emulator.state.audit()) == 5  # one task per valid request
+    done = ledger[ledger["status"] == "succeeded"]
+    assert (
+        done["sandbox"].all()
+        and (done["video_fps"] == 24).all()
+        and (done["video_duration_s"] > 5).all()
+    )
+    assert (done["cost_usd"] > 0).all() and done["video_sha256"].str.len().eq(64).all()
+    assert str(ledger["submitted_at"].dtype) == "datetime64[us, UTC]"
+    wide = done[done["image_id"] == "wide"].iloc[0]
+    assert (wide["video_width"], wide["video_height"], wide["seed"]) == (864, 480, 1)
+    assert wide["seed_used"] == 1 or pd.isna(
+        wide["seed_used"]
+    )  # Novita sometimes answers `extra: {}`
+    tall = done[done["provider"] == "modelark"].iloc[0]
+    assert (tall["video_width"], tall["video_height"]) == (480, 864) and tall["seed_used"] > 0
+
+
+def test_ledger_materialisations_carry_metadata_and_pass_their_checks(pipeline: Pipeline) -> None:
+    pipeline.run("catalog_job")
+    drive(pipeline)
+    result = pipeline.run("ledger_job", "alpha")
+    meta = result.asset_materializations_for_node("batch_ledger")[0].metadata
+    assert meta["rows"].value == 3 and meta["status_succeeded"].value == 3
+    assert meta["sandbox_rows"].value == 3 and meta["cost_usd"].value > 0
+    checks = result.get_asset_check_evaluations()
+    assert {c.check_name: c.passed for c in checks} == {
+        "one_row_per_request": True, "succeeded_rows_have_verified_videos": True,
+        "costs_add_up": True, "no_secrets": True,
+    }  # fmt: skip
+
+
+def test_a_tampered_video_fails_its_check(pipeline: Pipeline) -> None:
+    pipeline.run("catalog_job")
+    drive(pipeline)
+    ledger = pd.read_parquet(f"{pipeline.resource.data_dir}/ledger/batch=alpha")
+    with open(ledger["video_uri"].dropna().iloc[0], "ab") as video:
+        video.write(b"tampered")
+    checks = pipeline.run("ledger_job", "alpha").get_asset_check_evaluations()
+    assert {c.check_name: c.passed for c in checks}["succeeded_rows_have_verified_videos"] is False
+
+
+def test_the_sensor_skips_with_what_it_did_when_idle(pipeline: Pipeline) -> None:
+    result = pipeline.sensor()
+    assert isinstance(result, dg.SkipReason) and "polled 0" in (result.skip_message or "")
+
+
+def test_the_daily_schedule_submits_outstanding_batches_within_the_cap(pipeline: Pipeline) -> None:
+    pipeline.run("catalog_job")
+    schedule = pipeline.defs.resolve_schedule_def("daily_outstanding_batches")
+    when = datetime(2026, 11, 21, 6, tzinfo=UTC)
+    context = dg.build_schedule_context(instance=pipeline.instance, resources={"seedance": pipeline.resource},
+                                        scheduled_execution_time=when)  # fmt: skip
+    requests = schedule(context)
+    assert sorted(r.partition_key or "" for r in requests) == ["alpha", "beta"]
+    broke = SeedanceResource(**{**pipeline.resource.model_dump(), "daily_budget_usd": 0.0})
+    context = dg.build_schedule_context(instance=pipeline.instance, resources={"seedance": broke},
+                                        scheduled_execution_time=when)  # fmt: skip
+    assert isinstance(schedule(context), dg.SkipReason)

@@ -1,0 +1,118 @@
+"""`seedance-pipeline run` as a user runs it; the emulator's audit proves what it really created."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from seedance_pipeline.emulator import EmulatorServer
+from seedance_pipeline_tests.conftest import ImageFactory
+from seedance_pipeline_tests.pipeline.conftest import write_catalog
+
+EXE = str(Path(sys.executable).with_name("seedance-pipeline"))
+
+
+def run(
+    catalog: Path, data_dir: Path, env: dict[str, str], *extra: str
+) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith(("_API_KEY", "_BASE_URL")) and not k.startswith("SEEDANCE_")
+    }
+    return subprocess.run([EXE, "run", "--catalog", str(catalog), "--data-dir", str(data_dir), "--no-progress", *extra],
+                          env=clean | env, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_running_twice_creates_each_task_once(
+    tmp_path: Path, make_image: ImageFactory, emulator: EmulatorServer
+) -> None:
+    catalog = write_catalog(tmp_path, make_image)
+    env = {"SEEDANCE_SANDBOX_URL": emulator.url}
+    first = run(catalog, tmp_path / "data", env)
+    assert first.returncode == 0, first.stderr
+    assert "succeeded  5" in first.stdout and "rejected   1" in first.stdout
+    assert "tasks created by this run: 5" in first.stdout and "SANDBOX: 5 rows" in first.stdout
+    assert len(emulator.state.audit()) == 5
+
+    second = run(catalog, tmp_path / "data", env)
+    assert second.returncode == 0, second.stderr
+    assert "tasks created by this run: 0" in second.stdout
+    assert len(emulator.state.audit()) == 5  # the provider saw no new task
+
+    ledger = pd.read_parquet(tmp_path / "data" / "ledger")
+    audited = {r.task_id for r in emulator.state.audit() if not r.task_id.startswith("segmind-")}
+    assert set(ledger["task_id"].dropna()) == audited
+    assert sorted(ledger["batch"].astype(str).unique()) == ["alpha", "beta"]
+
+
+def test_a_provider_key_sends_its_rows_for_real_and_never_leaks(tmp_path: Path, make_image: ImageFactory,
+                                                                 emulator: EmulatorServer) -> None:  # fmt: skip
+    catalog = write_catalog(tmp_path, make_image)
+    secret = "sk-live-DO-NOT-LEAK-4242"
+    env = {"SEEDANCE_SANDBOX_URL": emulator.url, "NOVITA_API_KEY": secret,
+           "NOVITA_BASE_URL": emulator.base_url("novita")}  # fmt: skip
+    result = run(catalog, tmp_path / "data", env)
+    assert result.returncode == 0, result.stderr
+    ledger = pd.read_parquet(tmp_path / "data" / "ledger")
+    done = ledger[ledger["status"] == "succeeded"]
+    assert dict(zip(done["provider"], done["sandbox"], strict=True))["novita"] == False  # noqa: E712
+    assert done[done["provider"] != "novita"]["sandbox"].all()
+    assert "SANDBOX: 4 rows" in result.stdout
+    novita_tasks = [r for r in emulator.state.audit("novita")]
+    assert len(novita_tasks) == 1 and novita_tasks[0].key_fingerprint != ""
+    everything = result.stdout + result.stderr
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file() and path.suffix != ".mp4":
+            everything += path.read_bytes().decode("latin-1")
+    assert secret not in everything
+
+
+def test_it_stops_with_a_clear_message_when_it_cannot_proceed(tmp_path: Path, make_image: ImageFactory,
+                                                              emulator: EmulatorServer) -> None:  # fmt: skip
+    missing = run(tmp_path / "nope.csv", tmp_path / "data", {"SEEDANCE_SANDBOX_URL": emulator.url})
+    assert missing.returncode == 1 and "file not found" in missing.stderr
+
+    catalog = write_catalog(tmp_path, make_image)
+    broke = run(
+        catalog,
+        tmp_path / "data2",
+        {"SEEDANCE_SANDBOX_URL": emulator.url},
+        "--daily-budget-usd",
+        "0.1",
+    )
+    assert broke.returncode == 1
+    assert "cannot be submitted now" in broke.stderr and "budget" in broke.stderr
+
+    emulator.state.set_faults("novita", None)
+    from seedance_pipeline.emulator import Faults
+
+    for provider in ("novita", "modelark", "segmind", "aimlapi", "myrouter"):
+        emulator.state.set_faults(provider, Faults(insufficient_credit=True))
+    no_credit = run(catalog, tmp_path / "data3", {"SEEDANCE_SANDBOX_URL": emulator.url})
+    assert no_credit.returncode == 1 and "insufficient_credit" in no_credit.stderr
+
+
+def test_zero_configuration_starts_a_shared_sandbox_emulator(
+    tmp_path: Path, make_image: ImageFactory
+) -> None:
+    catalog = write_catalog(tmp_path, make_image)
+    data = tmp_path / "data"
+    try:
+        result = run(catalog, data, {})
+        assert result.returncode == 0, result.stderr
+        info = json.loads((data / "sandbox" / "emulator.json").read_text())
+        assert info["url"].startswith("http://127.0.0.1:")
+        ledger = pd.read_parquet(data / "ledger")
+        assert ledger[ledger["status"] == "succeeded"]["sandbox"].all()
+        assert "SANDBOX" in result.stdout
+    finally:
+        info_file = data / "sandbox" / "emulator.json"
+        if info_file.exists():
+            os.kill(json.loads(info_file.read_text())["pid"], signal.SIGTERM)

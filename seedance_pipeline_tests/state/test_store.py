@@ -1,0 +1,103 @@
+"""The state store: compare-and-set transitions, claims that hold limits across threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from seedance_pipeline.state.store import (
+    IN_FLIGHT,
+    PENDING,
+    SUBMITTING,
+    SUCCEEDED,
+    UNKNOWN,
+    RequestRecord,
+    StateStore,
+    default_state_url,
+)
+
+
+def record(i: int, provider: str = "novita", estimate: float = 1.0) -> RequestRecord:
+    return RequestRecord(request_id=f"r{i:04d}", batch="b", catalog_row=i, provider=provider, model="m",
+                         request={"i": i}, status=PENDING, cost_usd_estimated=estimate)  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    return StateStore(default_state_url(tmp_path))
+
+
+def test_known_requests_keep_their_progress_when_the_catalog_is_read_again(
+    store: StateStore,
+) -> None:
+    assert store.add_new([record(1), record(2)]) == 2
+    assert store.transition("r0001", PENDING, IN_FLIGHT, task_id="t1")
+    assert store.add_new([record(1), record(2), record(3)]) == 1
+    got = store.get("r0001")
+    assert got is not None and (got.status, got.task_id) == (IN_FLIGHT, "t1")
+
+
+def test_transitions_are_compare_and_set_and_recorded(store: StateStore) -> None:
+    store.add_new([record(1)])
+    assert not store.transition(
+        "r0001", IN_FLIGHT, SUCCEEDED
+    )  # not in flight: refused, nothing written
+    assert store.transition("r0001", PENDING, SUBMITTING, "claimed")
+    assert store.transition("r0001", SUBMITTING, IN_FLIGHT, "task created", task_id="t")
+    assert [t[1] for t in store.transitions("r0001")] == [PENDING, SUBMITTING, IN_FLIGHT]
+    with pytest.raises(AssertionError, match="not columns"):
+        store.transition("r0001", IN_FLIGHT, SUCCEEDED, secret_column=1)
+
+
+def test_claims_hold_the_limit_of_tasks_in_flight_across_threads(store: StateStore) -> None:
+    store.add_new([record(i) for i in range(40)])
+    results: list[str | None] = []
+    lock = threading.Lock()
+
+    def claim(i: int) -> None:
+        outcome = store.claim(f"r{i:04d}", "novita", max_in_flight=5, spend_cap_usd=None, spend_since=0,
+                              reservation_usd=1.0, sandbox=True)  # fmt: skip
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(None) == 5
+    assert store.counts() == {SUBMITTING: 5, PENDING: 35}
+
+
+def test_claims_reserve_budget_until_the_task_ends(store: StateStore) -> None:
+    store.add_new([record(i, estimate=0.4) for i in range(5)])
+    outcomes = [store.claim(f"r{i:04d}", "novita", 100, 1.0, 0, 0.4, True) for i in range(5)]
+    assert outcomes[:2] == [None, None] and "spend cap $1.00 would be exceeded" in (
+        outcomes[2] or ""
+    )
+    # a finished request costs what it really cost, which frees the rest of its reservation
+    store.transition("r0000", SUBMITTING, SUCCEEDED, cost_usd=0.1)
+    assert store.claim("r0002", "novita", 100, 1.0, 0, 0.4, True) is None
+    assert store.spend() == pytest.approx(0.1 + 0.4 + 0.4)
+
+
+def test_submissions_left_without_an_answer_are_flagged_unknown_not_resubmitted(
+    store: StateStore,
+) -> None:
+    store.add_new([record(1), record(2)])
+    store.claim("r0001", "novita", 10, None, 0, 1.0, True)
+    assert (
+        store.flag_stale_submissions(older_than_s=60) == []
+    )  # still young: its process may be alive
+    store.transition("r0001", SUBMITTING, SUBMITTING, submitted_at=time.time() - 3600)
+    assert store.flag_stale_submissions(older_than_s=60) == ["r0001"]
+    flagged = store.get("r0001")
+    assert (
+        flagged is not None
+        and flagged.status == UNKNOWN
+        and "resolve-unknown" in (flagged.error_message or "")
+    )
+    assert store.counts() == {UNKNOWN: 1, PENDING: 1}
