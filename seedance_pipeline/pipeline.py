@@ -27,7 +27,6 @@ from seedance_pipeline.providers.connections import needs_sandbox, open_clients,
 from seedance_pipeline.sandbox import ensure_sandbox
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.store import (
-    ACTIVE,
     FETCHING,
     IN_FLIGHT,
     PENDING,
@@ -132,10 +131,9 @@ def submittable_batches(settings: PipelineSettings, store: StateStore) -> list[s
         and store.spend(start_of_utc_day()) >= settings.daily_budget_usd
     ):
         return []
-    busy = {
-        provider
-        for provider in {r.provider for r in store.records(statuses=list(ACTIVE))}
-        if len(store.records(provider=provider, statuses=list(ACTIVE)))
-        >= settings.in_flight_limit(provider)
-    }
-    return sorted({r.batch for r in store.records(statuses=[PENDING]) if r.provider not in busy})
+    active = store.active_by_provider()
+    batches: set[str] = set()
+    for provider, pending in store.pending_batches_by_provider().items():
+        if active.get(provider, 0) < settings.in_flight_limit(provider):
+            batches |= pending
+    return sorted(batches)

@@ -59,12 +59,6 @@ class AimlApiDialect(Dialect):
             status,
         )
 
-    def api_key(self, request: Request) -> str | None:
-        header = request.headers.get("authorization", "")
-        if not header.startswith("Bearer "):
-            return None
-        return header.removeprefix("Bearer ").strip() or None
-
     def new_task_id(self) -> str:
         return f"cgt-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
 

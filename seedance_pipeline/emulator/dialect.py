@@ -104,9 +104,12 @@ class Dialect(abc.ABC):
     ) -> Response:
         """An error answer in this provider's documented shape."""
 
-    @abc.abstractmethod
     def api_key(self, request: Request) -> str | None:
-        """The key the caller sent, or None when it sent none."""
+        """The key the caller sent as `Authorization: Bearer <key>`, or None when it sent none."""
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Bearer "):
+            return None
+        return header.removeprefix("Bearer ").strip() or None
 
     @abc.abstractmethod
     def new_task_id(self) -> str: ...

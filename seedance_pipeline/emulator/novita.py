@@ -59,12 +59,6 @@ class NovitaDialect(Dialect):
             {"code": status, "reason": code, "message": message, "metadata": {}}, status
         )
 
-    def api_key(self, request: Request) -> str | None:
-        header = request.headers.get("authorization", "")
-        if not header.startswith("Bearer "):
-            return None
-        return header.removeprefix("Bearer ").strip() or None
-
     def new_task_id(self) -> str:
         return f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-4{secrets.token_hex(2)[1:]}-{secrets.token_hex(2)}-{secrets.token_hex(6)}"
 

@@ -1,13 +1,10 @@
 """Sensors: notice catalog changes, and move tasks in flight to completion."""
 
-import hashlib
-
 import dagster as dg
 
 from seedance_pipeline.jobs import catalog_job, ledger_job, submit_batch_job
 from seedance_pipeline.pipeline import catalog_digest, poll_tick, submittable_batches
 from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline.state.store import StateStore
 
 ACTIVE_RUNS = [
     dg.DagsterRunStatus.QUEUED,
@@ -37,13 +34,6 @@ def catalog_sensor(
     if digest == context.cursor:
         return dg.SkipReason(f"catalog unchanged ({digest[:12]})")
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"catalog:{digest}")], cursor=digest)
-
-
-def batch_fingerprint(store: StateStore, batch: str) -> str:
-    """Changes whenever any request of the batch changes: one ledger run per final state."""
-    records = store.records(batch=batch)
-    text = "|".join(f"{r.request_id}:{r.status}:{r.updated_at:.6f}" for r in records)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _running(context: dg.SensorEvaluationContext, job: str, batch: str) -> bool:
@@ -76,13 +66,13 @@ def task_sensor(
     report = poll_tick(settings)
     open_batches = store.open_batches()
     run_requests = []
-    for batch in store.batches():
+    for batch, fingerprint in store.batch_fingerprints().items():
         if batch not in open_batches:
             run_requests.append(
                 dg.RunRequest(
                     job_name=ledger_job.name,
                     partition_key=batch,
-                    run_key=f"ledger:{batch}:{batch_fingerprint(store, batch)}",
+                    run_key=f"ledger:{batch}:{fingerprint}",
                 )
             )
     for batch in submittable_batches(settings, store):

@@ -42,9 +42,6 @@ STATUSES = {
 
 
 class AimlApiAdapter(ProviderAdapter):
-    def auth_headers(self, api_key: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {api_key}"}
-
     def build_submit(self, request: GenerationRequest) -> HttpCall:
         resolution, duration = self.resolved(request, self.model(request))
         body: dict[str, Any] = {

@@ -161,8 +161,9 @@ class ProviderAdapter(abc.ABC):
 
     # -- the wire ------------------------------------------------------------------------------
 
-    @abc.abstractmethod
-    def auth_headers(self, api_key: str) -> dict[str, str]: ...
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """`Authorization: Bearer <key>`, as Novita, myrouter, AI/ML API and ModelArk document."""
+        return {"Authorization": f"Bearer {api_key}"}
 
     @abc.abstractmethod
     def build_submit(self, request: GenerationRequest) -> HttpCall: ...

@@ -79,9 +79,6 @@ def error_kind(code: str, status: int) -> ErrorKind:
 
 
 class ModelArkAdapter(ProviderAdapter):
-    def auth_headers(self, api_key: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {api_key}"}
-
     def build_submit(self, request: GenerationRequest) -> HttpCall:
         model = self.model(request)
         resolution, duration = self.resolved(request, model)

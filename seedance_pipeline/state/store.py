@@ -390,6 +390,32 @@ class StateStore:
                 result.setdefault(batch, {})[status] = int(n)
         return result
 
+    def active_by_provider(self) -> dict[str, int]:
+        """Tasks in flight per provider (what counts against each provider's limit)."""
+        c = requests_table.c
+        query = (
+            sa.select(c.provider, sa.func.count()).where(c.status.in_(ACTIVE)).group_by(c.provider)
+        )
+        with self.engine.connect() as conn:
+            return {provider: int(n) for provider, n in conn.execute(query)}
+
+    def pending_batches_by_provider(self) -> dict[str, set[str]]:
+        c = requests_table.c
+        query = sa.select(c.provider, c.batch).where(c.status == PENDING).distinct()
+        result: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for provider, batch in conn.execute(query):
+                result.setdefault(provider, set()).add(batch)
+        return result
+
+    def batch_fingerprints(self) -> dict[str, str]:
+        """Per batch, a value that changes whenever any of its requests changes (one aggregate
+        query, so a sensor tick does not read every record)."""
+        c = requests_table.c
+        query = sa.select(c.batch, sa.func.count(), sa.func.max(c.updated_at)).group_by(c.batch)
+        with self.engine.connect() as conn:
+            return {batch: f"{n}-{latest:.6f}" for batch, n, latest in conn.execute(query)}
+
     def mark_polled(self, request_ids: Sequence[str]) -> None:
         if not request_ids:
             return

@@ -39,7 +39,9 @@ def free_port() -> int:
 
 
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    answer = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30)
+    answer = httpx.post(
+        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
+    )
     answer.raise_for_status()
     return answer.json()  # type: ignore[no-any-return]
 
@@ -80,14 +82,18 @@ def test_dagster_dev_runs_the_pipeline_to_a_complete_ledger(tmp_path: Path, make
         deadline = time.monotonic() + 300
         while True:
             records = store.records() if (data / "state.sqlite").exists() else []
-            ledger_files = sorted(p.parent.name for p in (data / "ledger").glob("batch=*/part-0.parquet"))
+            ledger_files = sorted(
+                p.parent.name for p in (data / "ledger").glob("batch=*/part-0.parquet")
+            )
             settled = records and not any(r.status in OPEN for r in records)
             if settled and ledger_files == ["batch=alpha", "batch=beta"]:
                 ledger = pd.read_parquet(data / "ledger")
                 if len(ledger) == 6 and set(ledger["status"]) == {"succeeded", "rejected"}:
                     break
             assert proc.poll() is None, "dagster dev stopped"
-            assert time.monotonic() < deadline, f"not complete: {[r.status for r in records]} {ledger_files}"
+            assert time.monotonic() < deadline, (
+                f"not complete: {[r.status for r in records]} {ledger_files}"
+            )
             time.sleep(2)
         assert len(emulator.state.audit()) == 5
         assert dict(ledger["status"].value_counts()) == {"succeeded": 5, "rejected": 1}
