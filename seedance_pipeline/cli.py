@@ -28,6 +28,8 @@ def _run(args: argparse.Namespace) -> int:
             args.catalog,
             args.data_dir,
             daily_budget_usd=None if args.daily_budget_usd < 0 else args.daily_budget_usd,
+            batch_budget_usd=args.batch_budget_usd,
+            run_budget_usd=args.run_budget_usd,
             timeout_s=args.timeout_s,
             progress=not args.no_progress,
         )
@@ -102,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default="data", help="state store, ledger and videos go here")
     run.add_argument(
         "--daily-budget-usd", type=float, default=25.0, help="spend cap per UTC day (-1: none)"
+    )
+    run.add_argument("--batch-budget-usd", type=float, default=None, help="spend cap per batch")
+    run.add_argument(
+        "--run-budget-usd", type=float, default=None, help="spend cap for this command"
     )
     run.add_argument("--timeout-s", type=float, default=None, help="give up after this long")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")

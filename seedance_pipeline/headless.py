@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +76,8 @@ def run_headless(
     data_dir: str,
     *,
     daily_budget_usd: float | None = 25.0,
+    batch_budget_usd: float | None = None,
+    run_budget_usd: float | None = None,
     sandbox_url: str | None = None,
     poll_interval_s: float = 1.0,
     timeout_s: float | None = None,
@@ -88,6 +91,9 @@ def run_headless(
         data_dir=str(data),
         catalog=str(Path(catalog).resolve()) if "://" not in catalog else catalog,
         daily_budget_usd=daily_budget_usd,
+        batch_budget_usd=batch_budget_usd,
+        run_budget_usd=run_budget_usd,
+        run_label=f"headless-{uuid.uuid4().hex[:12]}",  # one run budget for the whole command
         sandbox_url=sandbox_url,
         poll_time_box_s=20.0,
     )

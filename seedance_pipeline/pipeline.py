@@ -72,27 +72,28 @@ def connections(settings: PipelineSettings, providers: Iterable[str]) -> dict[st
 
 
 async def _submit(
-    settings: PipelineSettings, batch: str, providers: list[str]
+    settings: PipelineSettings, batch: str, providers: list[str], run_id: str | None
 ) -> dict[str, SubmitReport]:
     store = settings.store()
     async with AsyncExitStack() as stack:
         clients = await open_clients(connections(settings, providers), stack)
         reports = await asyncio.gather(
-            *(submit_pending(store, clients[p], settings, batch) for p in providers)
+            *(submit_pending(store, clients[p], settings, batch, run_id) for p in providers)
         )
     return dict(zip(providers, reports, strict=True))
 
 
 def submit_batch(
-    settings: PipelineSettings, batch: str, providers: Iterable[str]
+    settings: PipelineSettings, batch: str, providers: Iterable[str], run_id: str | None = None
 ) -> dict[str, SubmitReport]:
-    """Submit a batch's pending requests for these providers (those with pending work)."""
+    """Submit a batch's pending requests for these providers (those with pending work); `run_id`
+    scopes the per-run budget."""
     store = settings.store()
     wanted = set(providers)
     present = sorted({r.provider for r in store.records(batch=batch, statuses=[PENDING])} & wanted)
     if not present:
         return {}
-    return asyncio.run(_submit(settings, batch, present))
+    return asyncio.run(_submit(settings, batch, present, run_id))
 
 
 async def _poll(settings: PipelineSettings, store: StateStore, providers: list[str]) -> PollReport:
@@ -134,6 +135,7 @@ def submittable_batches(settings: PipelineSettings, store: StateStore) -> list[s
     active = store.active_by_provider()
     batches: set[str] = set()
     for provider, pending in store.pending_batches_by_provider().items():
-        if active.get(provider, 0) < settings.in_flight_limit(provider):
+        limit = store.current_limit(provider, settings.in_flight_limit(provider))
+        if active.get(provider, 0) < limit:
             batches |= pending
     return sorted(batches)

@@ -25,6 +25,11 @@ class SeedanceResource(dg.ConfigurableResource):
     default_resolution: str | None = None
     default_duration: int | None = None
     daily_budget_usd: float | None = 25.0
+    batch_budget_usd: float | None = None
+    run_budget_usd: float | None = None
+    run_label: str | None = (
+        None  # scopes the per-run budget instead of the Dagster run id (headless)
+    )
     poll_time_box_s: float = 40.0
     sandbox_url: str | None = None
 
@@ -42,6 +47,8 @@ class SeedanceResource(dg.ConfigurableResource):
                 duration=self.default_duration,
             ),
             daily_budget_usd=self.daily_budget_usd,
+            batch_budget_usd=self.batch_budget_usd,
+            run_budget_usd=self.run_budget_usd,
             poll_time_box_s=self.poll_time_box_s,
             sandbox_url=self.sandbox_url,
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from seedance_pipeline.catalog.planning import CatalogDefaults
 from seedance_pipeline.providers.facts import load_facts
-from seedance_pipeline.state.store import StateStore, default_state_url
+from seedance_pipeline.state.store import SpendCap, StateStore, default_state_url
 
 SANDBOX_URL_ENV = "SEEDANCE_SANDBOX_URL"
 
@@ -22,11 +22,25 @@ class PipelineSettings:
     defaults: CatalogDefaults = field(default_factory=CatalogDefaults)
     max_in_flight: dict[str, int] = field(default_factory=dict)  # per provider; default facts.toml
     daily_budget_usd: float | None = 25.0  # spend cap per UTC day, reserved before each submission
+    batch_budget_usd: float | None = None  # spend cap per batch, all time
+    run_budget_usd: float | None = (
+        None  # spend cap per run (a Dagster run, or one headless command)
+    )
     poll_time_box_s: float = 40.0  # well under Dagster's 60 s sensor timeout
     poll_concurrency: int = 32
     submit_concurrency: int = 8
     stale_submission_s: float = 900.0  # longer than any create call may take (Segmind: minutes)
     sandbox_url: str | None = None  # an emulator to use for providers without a key
+
+    def spend_caps(self, batch: str | None, run_id: str | None, day_start: float) -> list[SpendCap]:
+        caps = []
+        if self.daily_budget_usd is not None:
+            caps.append(SpendCap("daily", self.daily_budget_usd, since=day_start))
+        if self.batch_budget_usd is not None and batch is not None:
+            caps.append(SpendCap("batch", self.batch_budget_usd, batch=batch))
+        if self.run_budget_usd is not None and run_id is not None:
+            caps.append(SpendCap("run", self.run_budget_usd, run_id=run_id))
+        return caps
 
     def in_flight_limit(self, provider: str) -> int:
         return self.max_in_flight.get(provider, load_facts().providers[provider].max_in_flight)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from PIL import Image
 
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
 from seedance_pipeline.providers import GenerationRequest, TaskState, adapter_for
-from seedance_pipeline.providers.client import ProviderClient, ProviderConfig
+from seedance_pipeline.providers.client import ProviderClient, ProviderConfig, Secret
 
 # One model per provider API, small and fast for tests.
 MODELS = [
@@ -71,24 +72,16 @@ def make_image(tmp_path: Path) -> ImageFactory:
 
 
 def client_for(
-    emulator: EmulatorServer, provider: str, api_key: str | None = None, **config: Any
+    emulator: EmulatorServer, provider: str, api_key: str | None = None, **overrides: Any
 ) -> ProviderClient:
+    """A client of `provider` at the emulator; `overrides` replace ProviderConfig fields. Error
+    classification tests pass `retry=NO_RETRY` to see the first answer."""
     adapter = adapter_for(provider)
     if api_key is None:
         cfg = ProviderConfig.from_env(adapter, env={}, sandbox_base_url=emulator.url)
     else:
-        from seedance_pipeline.providers.client import Secret
-
         cfg = ProviderConfig(provider, emulator.base_url(provider), Secret(api_key))
-    if config:
-        cfg = ProviderConfig(
-            cfg.provider,
-            cfg.base_url,
-            cfg.api_key,
-            config.get("timeout_s", cfg.timeout_s),
-            cfg.sandbox,
-        )
-    return ProviderClient(adapter, cfg)
+    return ProviderClient(adapter, dataclasses.replace(cfg, **overrides))
 
 
 async def run_to_end(

@@ -139,6 +139,7 @@ class Dialect(abc.ABC):
     async def gate(self, request: Request, call: str) -> str:
         """Slowness, auth and the per-call faults, in the order a real gateway applies them.
         Returns the API key."""
+        self.state.calls[(self.name, call)] += 1
         faults = self.state.faults(self.name)
         if faults.slow_s and call in faults.apply_to:
             await asyncio.sleep(faults.slow_s)

@@ -14,7 +14,7 @@ import random
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,6 +151,9 @@ class EmulatorState:
         self._random = random.Random(self.config.seed)
         self._counter = 0
         self.revoked_keys: set[str] = set()
+        self.calls: Counter[tuple[str, str]] = (
+            Counter()
+        )  # (provider, "submit" | "poll") → API calls seen
         self.last_call_at = time.time()
         self.video_downloads: list[dict[str, Any]] = []
         self.video_cache: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()

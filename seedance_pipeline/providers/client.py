@@ -7,10 +7,13 @@ too, including the one that matters for money: a create call whose outcome is un
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import logging
 import os
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -24,6 +27,7 @@ from seedance_pipeline.providers.models import (
 )
 
 USER_AGENT = "seedance-pipeline/0.1"
+log = logging.getLogger(__name__)
 
 
 class Secret(str):
@@ -31,6 +35,25 @@ class Secret(str):
 
     def __repr__(self) -> str:
         return "Secret('***')"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter for retryable errors (rate limits, transient faults).
+    A `Retry-After` the provider sends wins over the backoff, up to `retry_after_cap_s`."""
+
+    attempts: int = 4  # calls in all, the first included
+    base_s: float = 0.5
+    cap_s: float = 20.0
+    retry_after_cap_s: float = 60.0
+
+    def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
+        if retry_after_s is not None:
+            return min(retry_after_s, self.retry_after_cap_s)
+        return rng.uniform(0, min(self.cap_s, self.base_s * 2 ** (attempt - 1)))
+
+
+NO_RETRY = RetryPolicy(attempts=1)
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,7 @@ class ProviderConfig:
     api_key: Secret | None = field(default=None, repr=False)
     timeout_s: float = 30.0
     sandbox: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @classmethod
     def from_env(
@@ -104,6 +128,9 @@ class ProviderClient:
     ) -> None:
         self.adapter = adapter
         self.config = config
+        self.on_rate_limited: Callable[[], None] | None = None  # adaptive concurrency hooks
+        self.on_accepted: Callable[[], None] | None = None
+        self._rng = random.Random()
         headers = {"User-Agent": USER_AGENT}
         if config.api_key:
             headers.update(adapter.auth_headers(config.api_key))
@@ -176,8 +203,44 @@ class ProviderClient:
             raise error
         return answer
 
+    async def _retrying(
+        self, call: Callable[[], Awaitable[TaskState]], *, creates_task: bool
+    ) -> TaskState:
+        """Retry rate limits and transient faults with backoff, except a create whose outcome is
+        unknown: that one may have made (and billed) a task, so it is never retried here."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                state = await call()
+            except ProviderError as error:
+                if error.kind is ErrorKind.RATE_LIMITED and self.on_rate_limited is not None:
+                    self.on_rate_limited()
+                if (
+                    not error.retryable
+                    or error.outcome_unknown
+                    or attempt >= self.config.retry.attempts
+                ):
+                    raise
+                delay = self.config.retry.delay(attempt, error.retry_after_s, self._rng)
+                log.info(
+                    "%s: %s; retrying in %.1f s (attempt %d)",
+                    self.adapter.name,
+                    error.kind,
+                    delay,
+                    attempt,
+                )
+                await asyncio.sleep(delay)
+                continue
+            if creates_task and self.on_accepted is not None:
+                self.on_accepted()
+            return state
+
     async def submit(self, request: GenerationRequest) -> TaskState:
         """Create a task (or, for a synchronous provider, the finished video)."""
+        return await self._retrying(lambda: self._submit_once(request), creates_task=True)
+
+    async def _submit_once(self, request: GenerationRequest) -> TaskState:
         answer = await self._send(self.adapter.build_submit(request), creates_task=True)
         try:
             return self.adapter.parse_submit(answer)
@@ -187,6 +250,10 @@ class ProviderClient:
             ) from None
 
     async def poll(self, task_id: str) -> TaskState:
+        """A task's state; polls are safe to repeat, so every retryable error is retried."""
+        return await self._retrying(lambda: self._poll_once(task_id), creates_task=False)
+
+    async def _poll_once(self, task_id: str) -> TaskState:
         answer = await self._send(self.adapter.build_poll(task_id), creates_task=False)
         try:
             return self.adapter.parse_poll(answer)

@@ -73,6 +73,7 @@ requests_table = sa.Table(
     sa.Column("submitted_at", sa.Float),
     sa.Column("completed_at", sa.Float),
     sa.Column("sandbox", sa.Boolean),
+    sa.Column("run_id", sa.String(100)),  # the Dagster run (or headless run) that submitted it
     sa.Column("polled_at", sa.Float, nullable=False, default=0.0),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
@@ -93,7 +94,22 @@ provider_locks_table = sa.Table(
     metadata,
     sa.Column("provider", sa.String(50), primary_key=True),
     sa.Column("claims", sa.BigInteger, nullable=False, default=0),
+    # Adaptive limit of tasks in flight: halved on a 429, raised by one per accepted task, never
+    # above the configured limit. None means "the configured limit".
+    sa.Column("current_limit", sa.Integer),
 )
+
+
+@dataclass(frozen=True)
+class SpendCap:
+    """A budget: money committed (actual cost of finished requests plus the reservation of those in
+    flight) within its scope may not exceed `limit_usd`."""
+
+    label: str  # "daily", "batch", "run"
+    limit_usd: float
+    since: float | None = None
+    batch: str | None = None
+    run_id: str | None = None
 
 
 @dataclass
@@ -129,6 +145,7 @@ class RequestRecord:
     submitted_at: float | None = None
     completed_at: float | None = None
     sandbox: bool | None = None
+    run_id: str | None = None
     polled_at: float = 0.0
     updated_at: float = field(default_factory=time.time)
 
@@ -262,34 +279,27 @@ class StateStore:
         request_id: str,
         provider: str,
         max_in_flight: int,
-        spend_cap_usd: float | None,
-        spend_since: float,
         reservation_usd: float,
         sandbox: bool,
+        caps: Sequence[SpendCap] = (),
+        run_id: str | None = None,
     ) -> str | None:
         """Reserve a slot and budget for one submission: `pending → submitting`, written before the
         provider is called. Returns None on success, else why the request must wait."""
         with self._tx() as conn:
-            # Serialise claims for this provider across processes: a write to its lock row.
-            touched = conn.execute(
-                sa.update(provider_locks_table)
-                .where(provider_locks_table.c.provider == provider)
-                .values(claims=provider_locks_table.c.claims + 1)
-            ).rowcount
-            if not touched:
-                conn.execute(sa.insert(provider_locks_table).values(provider=provider, claims=1))
+            limit = min(max_in_flight, self._lock_provider(conn, provider) or max_in_flight)
             active = conn.execute(
                 sa.select(sa.func.count()).where(
                     requests_table.c.provider == provider, requests_table.c.status.in_(ACTIVE)
                 )
             ).scalar_one()
-            if active >= max_in_flight:
-                return f"{provider} has {active} tasks in flight (limit {max_in_flight})"
-            if spend_cap_usd is not None:
-                spent = self._spend(conn, spend_since)
-                if spent + reservation_usd > spend_cap_usd + 1e-9:
+            if active >= limit:
+                return f"{provider} has {active} tasks in flight (limit {limit})"
+            for cap in caps:
+                spent = self._spend(conn, cap)
+                if spent + reservation_usd > cap.limit_usd + 1e-9:
                     return (
-                        f"spend cap ${spend_cap_usd:.2f} would be exceeded "
+                        f"{cap.label} spend cap ${cap.limit_usd:.2f} would be exceeded "
                         f"(committed ${spent:.4f} + this request ${reservation_usd:.4f})"
                     )
             moved = self._transition(
@@ -300,30 +310,98 @@ class StateStore:
                 "claimed",
                 submitted_at=time.time(),
                 sandbox=sandbox,
+                error_message=None,
+                run_id=run_id,
             )
             return None if moved else "no longer pending"
 
+    def _lock_provider(self, conn: Connection, provider: str) -> int | None:
+        """Serialise work on this provider across processes (a write to its lock row, which holds
+        a row lock on PostgreSQL and the write lock on SQLite); returns its adaptive limit."""
+        c = provider_locks_table.c
+        touched = conn.execute(
+            sa.update(provider_locks_table)
+            .where(c.provider == provider)
+            .values(claims=c.claims + 1)
+        ).rowcount
+        if not touched:
+            conn.execute(sa.insert(provider_locks_table).values(provider=provider, claims=1))
+        return conn.execute(sa.select(c.current_limit).where(c.provider == provider)).scalar_one()
+
+    def note_rate_limited(self, provider: str, configured: int) -> int:
+        """A 429: halve the provider's limit of tasks in flight (multiplicative decrease)."""
+        with self._tx() as conn:
+            current = min(configured, self._lock_provider(conn, provider) or configured)
+            lowered = max(1, current // 2)
+            self._set_limit(conn, provider, lowered)
+            return lowered
+
+    def note_accepted(self, provider: str, configured: int) -> int:
+        """An accepted task: raise the limit by one, back toward the configured one."""
+        with self._tx() as conn:
+            current = self._lock_provider(conn, provider)
+            if current is None or current >= configured:
+                self._set_limit(conn, provider, None)
+                return configured
+            self._set_limit(conn, provider, current + 1)
+            return current + 1
+
+    def _set_limit(self, conn: Connection, provider: str, limit: int | None) -> None:
+        conn.execute(
+            sa.update(provider_locks_table)
+            .where(provider_locks_table.c.provider == provider)
+            .values(current_limit=limit)
+        )
+
+    def current_limit(self, provider: str, configured: int) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(provider_locks_table.c.current_limit).where(
+                    provider_locks_table.c.provider == provider
+                )
+            ).scalar_one_or_none()
+        return min(configured, value or configured)
+
+    def note_wait(self, request_id: str, reason: str) -> None:
+        """Why a pending request was not sent this time (shown in the ledger until it is sent)."""
+        c = requests_table.c
+        with self._tx() as conn:
+            conn.execute(
+                sa.update(requests_table)
+                .where(c.request_id == request_id, c.status == PENDING)
+                .values(error_message=f"waiting: {reason}")
+            )
+
     # -- reading ---------------------------------------------------------------------------------
 
-    def _spend(self, conn: Connection, since: float) -> float:
-        """Money committed since `since`: actual cost of finished requests plus the estimate of
-        every request still in flight (reserved until it ends)."""
+    def _spend(self, conn: Connection, cap: SpendCap) -> float:
+        """Money committed within a cap's scope: actual cost of finished requests plus the estimate
+        of every request still in flight (reserved until it ends)."""
         c = requests_table.c
+        scope: list[sa.ColumnElement[bool]] = [c.submitted_at.is_not(None)]
+        if cap.since is not None:
+            scope.append(c.submitted_at >= cap.since)
+        if cap.batch is not None:
+            scope.append(c.batch == cap.batch)
+        if cap.run_id is not None:
+            scope.append(c.run_id == cap.run_id)
         finished = conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0)).where(
-                c.status.in_(TERMINAL), c.submitted_at >= since
+                c.status.in_(TERMINAL), *scope
             )
         ).scalar_one()
         reserved = conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(c.cost_usd_estimated), 0.0)).where(
-                c.status.in_(ACTIVE), c.submitted_at >= since
+                c.status.in_(ACTIVE), *scope
             )
         ).scalar_one()
         return float(finished) + float(reserved)
 
-    def spend(self, since: float = 0.0) -> float:
+    def spend(
+        self, since: float = 0.0, batch: str | None = None, run_id: str | None = None
+    ) -> float:
         with self.engine.connect() as conn:
-            return self._spend(conn, since)
+            return self._spend(conn, SpendCap("", 0.0, since=since, batch=batch, run_id=run_id))
 
     def get(self, request_id: str) -> RequestRecord | None:
         with self.engine.connect() as conn:

@@ -30,7 +30,9 @@ def submission_asset(provider: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         settings = seedance.settings()
         batch = context.partition_key
-        report = submit_batch(settings, batch, [provider]).get(provider)
+        report = submit_batch(
+            settings, batch, [provider], seedance.run_label or context.run.run_id
+        ).get(provider)
         store = settings.store()
         records = store.records(batch=batch, provider=provider)
         if report is not None and report.stopped:

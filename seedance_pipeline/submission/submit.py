@@ -81,18 +81,26 @@ async def submit_pending(
     client: ProviderClient,
     settings: PipelineSettings,
     batch: str | None = None,
-    spend_cap_usd: float | None = None,
+    run_id: str | None = None,
 ) -> SubmitReport:
     """Submit `batch`'s (or every batch's) pending requests for the client's provider, within the
     provider's limit of tasks in flight and the spend cap. Returns what happened and why the rest wait."""
     provider = client.adapter.name
     adapter = adapter_for(provider)
     report = SubmitReport()
-    cap = settings.daily_budget_usd if spend_cap_usd is None else spend_cap_usd
-    since = start_of_utc_day()
+    day_start = start_of_utc_day()
     limit = settings.in_flight_limit(provider)
     pending = store.records(batch=batch, provider=provider, statuses=[PENDING])
     gate = asyncio.Semaphore(max(1, settings.submit_concurrency))
+
+    # Adaptive concurrency: 429s halve the provider's limit, accepted tasks raise it again.
+    def rate_limited() -> None:
+        store.note_rate_limited(provider, limit)
+
+    def accepted() -> None:
+        store.note_accepted(provider, limit)
+
+    client.on_rate_limited, client.on_accepted = rate_limited, accepted
 
     async def one(record: RequestRecord) -> None:
         if report.stopped:
@@ -102,10 +110,12 @@ async def submit_pending(
             if report.stopped:
                 report.waiting[f"submission to {provider} stopped"] += 1
                 return
-            reason = store.claim(record.request_id, provider, limit, cap, since, record.cost_usd_estimated,
-                                 sandbox=client.config.sandbox)  # fmt: skip
+            caps = settings.spend_caps(record.batch, run_id, day_start)
+            reason = store.claim(record.request_id, provider, limit, record.cost_usd_estimated,
+                                 sandbox=client.config.sandbox, caps=caps, run_id=run_id)  # fmt: skip
             if reason is not None:
                 report.waiting[reason.split(" (")[0]] += 1
+                store.note_wait(record.request_id, reason)
                 return
             request = GenerationRequest(**record.request)
             try:

@@ -18,7 +18,7 @@ from seedance_pipeline.providers import (
     TaskStatus,
     adapter_for,
 )
-from seedance_pipeline.providers.client import ProviderClient, ProviderConfig, Secret
+from seedance_pipeline.providers.client import NO_RETRY, ProviderClient, ProviderConfig, Secret
 from seedance_pipeline_tests.conftest import (
     ASYNC_PROVIDERS,
     MODEL_OF,
@@ -179,7 +179,7 @@ def submit_error(
     model = MODEL_OF[provider]
 
     async def go() -> None:
-        async with client_for(emulator, provider, api_key=api_key) as client:
+        async with client_for(emulator, provider, api_key=api_key, retry=NO_RETRY) as client:
             await client.submit(gen(provider, model, image, **fields))
 
     with pytest.raises(ProviderError) as caught:
@@ -306,7 +306,7 @@ def test_a_slow_create_times_out_as_an_unknown_outcome(
     emulator.state.set_faults("modelark", Faults(slow_s=1.0))
 
     async def go() -> None:
-        async with client_for(emulator, "modelark", timeout_s=0.3) as client:
+        async with client_for(emulator, "modelark", timeout_s=0.3, retry=NO_RETRY) as client:
             await client.submit(gen("modelark", "seedance-1-0-lite-i2v-250428", make_image()))
 
     with pytest.raises(ProviderError, match="timed out") as caught:
@@ -316,7 +316,9 @@ def test_a_slow_create_times_out_as_an_unknown_outcome(
 
 def test_connection_refused_is_transient_and_known_not_sent(make_image: ImageFactory) -> None:
     adapter = adapter_for("novita")
-    config = ProviderConfig("novita", "http://127.0.0.1:9", Secret("k"), timeout_s=2)
+    config = ProviderConfig(
+        "novita", "http://127.0.0.1:9", Secret("k"), timeout_s=2, retry=NO_RETRY
+    )
 
     async def go() -> None:
         async with ProviderClient(adapter, config) as client:
@@ -330,7 +332,7 @@ def test_connection_refused_is_transient_and_known_not_sent(make_image: ImageFac
 @pytest.mark.parametrize("provider", ASYNC_PROVIDERS)
 def test_polls_of_unknown_tasks_are_not_found(emulator: EmulatorServer, provider: str) -> None:
     async def go() -> None:
-        async with client_for(emulator, provider) as client:
+        async with client_for(emulator, provider, retry=NO_RETRY) as client:
             await client.poll("cgt-20250101000000-nope0")
 
     with pytest.raises(ProviderError) as caught:
@@ -367,7 +369,7 @@ def test_polls_survive_transient_faults(
 
     async def go() -> tuple[list[ErrorKind], TaskStatus]:
         kinds: list[ErrorKind] = []
-        async with client_for(emulator, provider) as client:
+        async with client_for(emulator, provider, retry=NO_RETRY) as client:
             state = await client.submit(gen(provider, MODEL_OF[provider], make_image()))
             emulator.state.set_faults(
                 provider,

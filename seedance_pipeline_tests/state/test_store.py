@@ -15,6 +15,7 @@ from seedance_pipeline.state.store import (
     SUCCEEDED,
     UNKNOWN,
     RequestRecord,
+    SpendCap,
     StateStore,
     default_state_url,
 )
@@ -58,8 +59,9 @@ def test_claims_hold_the_limit_of_tasks_in_flight_across_threads(store: StateSto
     lock = threading.Lock()
 
     def claim(i: int) -> None:
-        outcome = store.claim(f"r{i:04d}", "novita", max_in_flight=5, spend_cap_usd=None, spend_since=0,
-                              reservation_usd=1.0, sandbox=True)  # fmt: skip
+        outcome = store.claim(
+            f"r{i:04d}", "novita", max_in_flight=5, reservation_usd=1.0, sandbox=True
+        )
         with lock:
             results.append(outcome)
 
@@ -74,21 +76,37 @@ def test_claims_hold_the_limit_of_tasks_in_flight_across_threads(store: StateSto
 
 def test_claims_reserve_budget_until_the_task_ends(store: StateStore) -> None:
     store.add_new([record(i, estimate=0.4) for i in range(5)])
-    outcomes = [store.claim(f"r{i:04d}", "novita", 100, 1.0, 0, 0.4, True) for i in range(5)]
-    assert outcomes[:2] == [None, None] and "spend cap $1.00 would be exceeded" in (
-        outcomes[2] or ""
-    )
+    daily = [SpendCap("daily", 1.0, since=0)]
+    outcomes = [store.claim(f"r{i:04d}", "novita", 100, 0.4, True, daily) for i in range(5)]
+    assert outcomes[:2] == [None, None]
+    assert "daily spend cap $1.00 would be exceeded" in (outcomes[2] or "")
     # a finished request costs what it really cost, which frees the rest of its reservation
     store.transition("r0000", SUBMITTING, SUCCEEDED, cost_usd=0.1)
-    assert store.claim("r0002", "novita", 100, 1.0, 0, 0.4, True) is None
+    assert store.claim("r0002", "novita", 100, 0.4, True, daily) is None
     assert store.spend() == pytest.approx(0.1 + 0.4 + 0.4)
+
+
+def test_batch_and_run_caps_are_scoped(store: StateStore) -> None:
+    store.add_new([record(i, estimate=0.5) for i in range(4)])
+    store.add_new([RequestRecord(request_id="other", batch="c", catalog_row=9, provider="novita", model="m",
+                                 request={}, status=PENDING, cost_usd_estimated=0.5)])  # fmt: skip
+    batch_cap = [SpendCap("batch", 1.0, batch="b")]
+    assert store.claim("r0000", "novita", 100, 0.5, True, batch_cap, run_id="run-1") is None
+    assert store.claim("r0001", "novita", 100, 0.5, True, batch_cap, run_id="run-1") is None
+    assert "batch spend cap" in (store.claim("r0002", "novita", 100, 0.5, True, batch_cap) or "")
+    assert (
+        store.claim("other", "novita", 100, 0.5, True, [SpendCap("batch", 1.0, batch="c")]) is None
+    )
+    run_cap = [SpendCap("run", 1.0, run_id="run-2")]
+    assert store.claim("r0002", "novita", 100, 0.5, True, run_cap, run_id="run-2") is None
+    assert store.spend(run_id="run-1") == 1.0 and store.spend(batch="b") == 1.5
 
 
 def test_submissions_left_without_an_answer_are_flagged_unknown_not_resubmitted(
     store: StateStore,
 ) -> None:
     store.add_new([record(1), record(2)])
-    store.claim("r0001", "novita", 10, None, 0, 1.0, True)
+    store.claim("r0001", "novita", 10, 1.0, True)
     assert (
         store.flag_stale_submissions(older_than_s=60) == []
     )  # still young: its process may be alive
