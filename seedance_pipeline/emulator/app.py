@@ -43,7 +43,8 @@ def build_app(state: EmulatorState) -> ASGIApp:
             return Response(
                 "<Error><Code>NoSuchKey</Code></Error>", 404, media_type="application/xml"
             )
-        if time.time() > state.video_expires_at(task):
+        query = request.query_params
+        if not state.video_url_valid(token, query.get("expires", ""), query.get("signature", "")):
             return Response(_EXPIRED, 403, media_type="application/xml")
         data = await run_in_threadpool(state.video, task.video)
         return Response(data, 200, media_type="video/mp4")

@@ -14,6 +14,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import time
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -315,8 +316,15 @@ class Dialect(abc.ABC):
         )
 
     def video_url(self, request: Request, task: EmulatedTask) -> str:
-        ttl = int(self.state.config.url_ttl(self.name))
-        return f"{str(request.base_url).rstrip('/')}/_videos/{task.video_token}.mp4?{self.url_expiry_param}={ttl}"
+        """A signed URL that really expires: `ttl` after the task finished, or after this answer
+        where the provider re-signs URLs on every query."""
+        ttl = self.state.config.url_ttl(self.name)
+        start = time.time() if self.spec.refreshes_video_url else task.finishes_at
+        expires = start + ttl
+        signature = self.state.sign_video(task.video_token, expires)
+        base = str(request.base_url).rstrip("/")
+        return (f"{base}/_videos/{task.video_token}.mp4?{self.url_expiry_param}={int(ttl)}"
+                f"&expires={expires:.3f}&signature={signature}")  # fmt: skip
 
     def answer(self, call: str, payload: Any, status: int = 200) -> Response:
         """A JSON answer, unless a drop or malformed-body fault strikes it."""

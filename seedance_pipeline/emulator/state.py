@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import json
 import random
 import secrets
@@ -151,6 +152,7 @@ class EmulatorState:
         self._random = random.Random(self.config.seed)
         self._counter = 0
         self.revoked_keys: set[str] = set()
+        self._url_key = secrets.token_bytes(16)
         self.calls: Counter[tuple[str, str]] = (
             Counter()
         )  # (provider, "submit" | "poll") → API calls seen
@@ -304,8 +306,19 @@ class EmulatorState:
                 self.video_cache.popitem(last=False)
         return data
 
-    def video_expires_at(self, task: EmulatedTask) -> float:
-        return task.finishes_at + self.config.url_ttl(task.provider)
+    def sign_video(self, token: str, expires: float) -> str:
+        return hmac.new(
+            self._url_key, f"{token}:{expires:.3f}".encode(), hashlib.sha256
+        ).hexdigest()[:32]
+
+    def video_url_valid(self, token: str, expires: str, signature: str) -> bool:
+        """A video URL is served while its signed expiry is in the future."""
+        try:
+            when = float(expires)
+        except ValueError:
+            return False
+        expected = self.sign_video(token, when)
+        return hmac.compare_digest(expected, signature) and time.time() <= when
 
     # -- what tests read -------------------------------------------------------------------------
 

@@ -1,30 +1,23 @@
 """The ledger partition of a batch, and the checks that guard it."""
 
 import os
-import re
 from collections import Counter
 
 import dagster as dg
 import pyarrow.parquet as pq
 
 from seedance_pipeline.catalog.assets import batches
+from seedance_pipeline.ledger.checks import CHECK_DESCRIPTIONS, ledger_checks
 from seedance_pipeline.ledger.rows import COLUMNS
 from seedance_pipeline.pipeline import write_batch_ledger
-from seedance_pipeline.polling.videos import file_sha256
 from seedance_pipeline.providers.facts import load_facts
 from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.submission.assets import submission_assets
 
 CHECKS = [
-    dg.AssetCheckSpec("one_row_per_request", asset="batch_ledger",
-                      description="Every request of the batch appears exactly once."),
-    dg.AssetCheckSpec("succeeded_rows_have_verified_videos", asset="batch_ledger",
-                      description="Every succeeded row has a durable copy whose sha256 matches the ledger."),
-    dg.AssetCheckSpec("costs_add_up", asset="batch_ledger",
-                      description="Costs are non-negative and add up to the materialisation's reported total."),
-    dg.AssetCheckSpec("no_secrets", asset="batch_ledger",
-                      description="No API key value appears in any column."),
-]  # fmt: skip
+    dg.AssetCheckSpec(name, asset="batch_ledger", description=text)
+    for name, text in CHECK_DESCRIPTIONS.items()
+]
 
 
 def api_key_values() -> list[str]:
@@ -62,29 +55,20 @@ def batch_ledger(
             f"SANDBOX: {sandbox_rows} rows of this ledger come from the local emulator, not a provider"
         )
 
-    expected = {r.request_id for r in ledger.records}
-    ids = list(written["request_id"])
-    succeeded = written[written["status"] == "succeeded"]
-    bad_videos = [
-        row.request_id for row in succeeded.itertuples()
-        if not row.video_uri or file_sha256(row.video_uri) != row.video_sha256
-    ]  # fmt: skip
-    costs = written["cost_usd"].fillna(0.0)
-    secrets = api_key_values()
-    pattern = "|".join(re.escape(k) for k in secrets)
-    leaks = [
-        c for c in written.columns if pattern and written[c].astype(str).str.contains(pattern).any()
-    ]
+    outcomes = ledger_checks(
+        written, {r.request_id for r in ledger.records}, total, api_key_values()
+    )
     checks = [
-        dg.AssetCheckResult(check_name="one_row_per_request", passed=bool(len(ids) == len(set(ids)) and set(ids) == expected),
-                            metadata={"rows": len(ids), "distinct": len(set(ids)), "requests": len(expected)}),
-        dg.AssetCheckResult(check_name="succeeded_rows_have_verified_videos", passed=not bad_videos,
-                            metadata={"succeeded": len(succeeded), "unverified": dg.MetadataValue.json(bad_videos[:20])}),
-        dg.AssetCheckResult(check_name="costs_add_up", passed=bool((costs >= 0).all() and abs(costs.sum() - total) < 1e-6),
-                            metadata={"ledger_total_usd": float(costs.sum()), "reported_total_usd": total}),
-        dg.AssetCheckResult(check_name="no_secrets", passed=not leaks,
-                            metadata={"keys_checked": len(secrets), "columns_with_a_key": dg.MetadataValue.json(leaks)}),
-    ]  # fmt: skip
+        dg.AssetCheckResult(
+            check_name=o.name,
+            passed=bool(o.passed),
+            metadata={
+                k: v if isinstance(v, int | float | str) else dg.MetadataValue.json(v)
+                for k, v in o.metadata.items()
+            },
+        )
+        for o in outcomes
+    ]
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(ledger.path)),

@@ -145,10 +145,20 @@ async def _advance(
                      video_url=state.video_url, seed_used=state.seed_used, tokens=cost.tokens,
                      cost_usd=cost.usd)  # fmt: skip
     try:
-        kept = await download(http, state.video_url or "", video_destination(settings, record))
+        try:
+            kept = await download(http, state.video_url or "", video_destination(settings, record))
+        except VideoLost:
+            if not adapter.spec.refreshes_video_url:
+                raise
+            fresh = await client.poll(record.task_id or "")  # the provider signs a new URL
+            kept = await download(http, fresh.video_url or "", video_destination(settings, record))
     except VideoLost as exc:
+        no_refresh = (
+            "" if adapter.spec.refreshes_video_url else "; the provider offers no fresh URL"
+        )
+        reason = f"paid video lost: {exc}{no_refresh}"
         store.transition(record.request_id, FETCHING, SUCCEEDED, "video lost", error_kind="video_lost",
-                         error_message=str(exc), completed_at=now)  # fmt: skip
+                         error_message=reason, completed_at=now)  # fmt: skip
         report.finished += 1
         report.by_outcome["succeeded (video lost)"] = (
             report.by_outcome.get("succeeded (video lost)", 0) + 1

@@ -103,6 +103,7 @@ class ProviderSpec:
     models: dict[str, ModelSpec]
     prices: dict[str, Price]
     max_queued: int | None = None
+    refreshes_video_url: bool = False  # a new poll answers a freshly signed video URL
     submit_id_field: dict[str, str] = field(default_factory=dict)  # documented per-model quirks
 
     def model(self, model_id: str) -> ModelSpec:
@@ -194,6 +195,7 @@ def parse_facts(raw: dict[str, Any], price_overrides: dict[str, Any] | None = No
             models=models,
             prices=prices,
             max_queued=p.get("max_queued"),
+            refreshes_video_url=bool(p.get("refreshes_video_url", False)),
             submit_id_field=dict(p.get("submit_id_field", {})),
         )
     pixel_sizes = {

@@ -89,3 +89,42 @@ def test_the_daily_cap_is_never_exceeded_and_the_wait_is_explained(tmp_path: Pat
     assert waiting and all("spend cap $0.30" in (r.error_message or "") for r in waiting)
     ledger = write_batch_ledger(settings, "default").table.to_pandas()
     assert set(ledger[ledger["status"] == "pending"]["error_message"]) == {waiting[0].error_message}
+
+
+def test_expired_urls_are_signed_again_where_possible_and_lost_videos_are_flagged(
+    tmp_path: Path, make_image: ImageFactory
+) -> None:
+    config = EmulatorConfig(
+        queued_s=0, running_s=0.1, video_url_ttl_s={"modelark": 0.5, "novita": 0.5}
+    )
+    with EmulatorServer(config) as emulator:
+        catalog = catalog_of(
+            tmp_path, make_image, [{"provider": "modelark"}, {"provider": "novita"}]
+        )
+        settings = PipelineSettings(
+            data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url
+        )
+        refresh_catalog(settings)
+        submit_batch(settings, "default", ["modelark", "novita"])
+        time.sleep(1.0)  # both finished, and their first URLs have expired before anyone looked
+        poll_tick(settings)
+        by_provider = {r.provider: r for r in settings.store().records()}
+        ark, novita = by_provider["modelark"], by_provider["novita"]
+        assert ark.status == novita.status == "succeeded"
+        assert ark.video_uri and ark.error_kind is None  # ModelArk signed a fresh URL on query
+        assert novita.video_uri is None and novita.error_kind == "video_lost"
+        assert "HTTP 403" in (novita.error_message or "") and "no fresh URL" in (
+            novita.error_message or ""
+        )
+        assert (novita.cost_usd or 0) > 0  # it was paid for: the ledger says so
+
+        from seedance_pipeline.ledger.checks import ledger_checks
+
+        ledger = write_batch_ledger(settings, "default")
+        outcomes = {o.name: o for o in ledger_checks(ledger.table.to_pandas(), {r.request_id for r in ledger.records},
+                                                      sum(r.cost_usd or 0 for r in ledger.records), [])}  # fmt: skip
+        assert (
+            not outcomes["paid_videos_kept"].passed
+            and outcomes["paid_videos_kept"].metadata["lost"] == 1
+        )
+        assert outcomes["succeeded_rows_have_verified_videos"].passed

@@ -1,0 +1,58 @@
+"""What the ledger's asset checks verify, as plain functions over the partition read back."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from seedance_pipeline.polling.videos import file_sha256
+
+CHECK_DESCRIPTIONS = {
+    "one_row_per_request": "Every request of the batch appears exactly once.",
+    "succeeded_rows_have_verified_videos": "Every succeeded row whose video was kept has a durable copy whose sha256 matches.",
+    "paid_videos_kept": "No succeeded (paid) video was lost: its URL expired or broke before it was copied.",
+    "costs_add_up": "Costs are non-negative and add up to the materialisation's reported total.",
+    "no_secrets": "No API key value appears in any column.",
+}
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def ledger_checks(
+    written: pd.DataFrame, expected_ids: set[str], reported_total_usd: float, secrets: Sequence[str]
+) -> list[CheckOutcome]:
+    ids = list(written["request_id"])
+    succeeded = written["status"] == "succeeded"
+    lost_mask = succeeded & (written["error_kind"] == "video_lost")
+    lost, kept = written[lost_mask], written[succeeded & ~lost_mask]
+    unverified = [
+        row.request_id
+        for row in kept.itertuples()
+        if not row.video_uri or file_sha256(str(row.video_uri)) != row.video_sha256
+    ]
+    costs = written["cost_usd"].fillna(0.0)
+    pattern = "|".join(re.escape(k) for k in secrets)
+    leaks = [
+        c for c in written.columns if pattern and written[c].astype(str).str.contains(pattern).any()
+    ]
+    return [
+        CheckOutcome("one_row_per_request", len(ids) == len(set(ids)) and set(ids) == expected_ids,
+                     {"rows": len(ids), "distinct": len(set(ids)), "requests": len(expected_ids)}),
+        CheckOutcome("succeeded_rows_have_verified_videos", not unverified,
+                     {"checked": len(kept), "unverified": unverified[:20]}),
+        CheckOutcome("paid_videos_kept", lost.empty,
+                     {"lost": len(lost), "examples": [{"request_id": r.request_id, "reason": r.error_message}
+                                                      for r in lost.head(10).itertuples()]}),
+        CheckOutcome("costs_add_up", bool((costs >= 0).all()) and abs(float(costs.sum()) - reported_total_usd) < 1e-6,
+                     {"ledger_total_usd": float(costs.sum()), "reported_total_usd": reported_total_usd}),
+        CheckOutcome("no_secrets", not leaks, {"keys_checked": len(secrets), "columns_with_a_key": leaks}),
+    ]  # fmt: skip
