@@ -30,6 +30,7 @@ def _run(args: argparse.Namespace) -> int:
             daily_budget_usd=None if args.daily_budget_usd < 0 else args.daily_budget_usd,
             batch_budget_usd=args.batch_budget_usd,
             run_budget_usd=args.run_budget_usd,
+            stale_submission_s=args.stale_submission_s,
             timeout_s=args.timeout_s,
             progress=not args.no_progress,
         )
@@ -109,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--run-budget-usd", type=float, default=None, help="spend cap for this command"
     )
+    run.add_argument("--stale-submission-s", type=float, default=900.0,
+                     help="a submission unanswered this long is flagged unknown (its process died)")  # fmt: skip
     run.add_argument("--timeout-s", type=float, default=None, help="give up after this long")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)

@@ -79,6 +79,7 @@ def run_headless(
     batch_budget_usd: float | None = None,
     run_budget_usd: float | None = None,
     sandbox_url: str | None = None,
+    stale_submission_s: float = 900.0,
     poll_interval_s: float = 1.0,
     timeout_s: float | None = None,
     progress: bool = True,
@@ -95,6 +96,7 @@ def run_headless(
         run_budget_usd=run_budget_usd,
         run_label=f"headless-{uuid.uuid4().hex[:12]}",  # one run budget for the whole command
         sandbox_url=sandbox_url,
+        stale_submission_s=stale_submission_s,
         poll_time_box_s=20.0,
     )
     settings: PipelineSettings = resource.settings()

@@ -30,9 +30,11 @@ from seedance_pipeline.state.store import (
     FETCHING,
     IN_FLIGHT,
     PENDING,
+    UNKNOWN,
     RequestRecord,
     StateStore,
 )
+from seedance_pipeline.submission.reconcile import reconcile_unknown
 from seedance_pipeline.submission.submit import SubmitReport, start_of_utc_day, submit_pending
 
 log = logging.getLogger(__name__)
@@ -99,13 +101,21 @@ def submit_batch(
 async def _poll(settings: PipelineSettings, store: StateStore, providers: list[str]) -> PollReport:
     async with AsyncExitStack() as stack:
         clients = await open_clients(connections(settings, providers), stack)
+        for provider in {r.provider for r in store.records(statuses=[UNKNOWN])} & set(providers):
+            await reconcile_unknown(store, clients[provider])
         return await poll_once(store, clients, settings)
 
 
 def poll_tick(settings: PipelineSettings) -> PollReport:
-    """One time-boxed polling pass over every task in flight."""
+    """One time-boxed polling pass over every task in flight, after flagging submissions whose
+    process died mid-call and reconciling unknown outcomes where the provider lists its tasks."""
     store = settings.store()
-    providers = sorted({r.provider for r in store.records(statuses=[IN_FLIGHT, FETCHING])})
+    flagged = store.flag_stale_submissions(settings.stale_submission_s)
+    if flagged:
+        log.error(
+            "%d submissions had no answer when their process stopped; flagged unknown", len(flagged)
+        )
+    providers = sorted({r.provider for r in store.records(statuses=[IN_FLIGHT, FETCHING, UNKNOWN])})
     if not providers:
         return PollReport()
     return asyncio.run(_poll(settings, store, providers))

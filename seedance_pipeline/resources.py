@@ -31,6 +31,7 @@ class SeedanceResource(dg.ConfigurableResource):
         None  # scopes the per-run budget instead of the Dagster run id (headless)
     )
     poll_time_box_s: float = 40.0
+    stale_submission_s: float = 900.0
     sandbox_url: str | None = None
 
     def settings(self) -> PipelineSettings:
@@ -50,6 +51,7 @@ class SeedanceResource(dg.ConfigurableResource):
             batch_budget_usd=self.batch_budget_usd,
             run_budget_usd=self.run_budget_usd,
             poll_time_box_s=self.poll_time_box_s,
+            stale_submission_s=self.stale_submission_s,
             sandbox_url=self.sandbox_url,
         )
 
@@ -60,10 +62,12 @@ def resource_from_env() -> SeedanceResource:
     move them (none of these is a secret)."""
     data_dir = os.environ.get("SEEDANCE_DATA_DIR", str(REPO_DATA))
     budget = os.environ.get("SEEDANCE_DAILY_BUDGET_USD")
+    stale = os.environ.get("SEEDANCE_STALE_SUBMISSION_S")
     return SeedanceResource(
         data_dir=data_dir,
         catalog=os.environ.get("SEEDANCE_CATALOG", str(REPO_DATA / "catalog.csv")),
         state_url=os.environ.get("SEEDANCE_STATE_URL") or None,
         videos_url=os.environ.get("SEEDANCE_VIDEOS_URL") or None,
         daily_budget_usd=float(budget) if budget else 25.0,
+        stale_submission_s=float(stale) if stale else 900.0,
     )

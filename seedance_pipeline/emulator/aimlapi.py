@@ -103,7 +103,7 @@ class AimlApiDialect(Dialect):
             task = self.create(request, key, wire, model, image, images, raw)
         except Reject as reject:
             return reject.response
-        return self.answer("submit", {"id": task.id, "status": "queued"})
+        return await self.answer("submit", {"id": task.id, "status": "queued"})
 
     def credits_used(self, task: EmulatedTask) -> int:
         """Credits as the real service bills them: the token price converted at its credit rate."""
@@ -140,4 +140,4 @@ class AimlApiDialect(Dialect):
         elif status.terminal:
             code, message = task.failure or ("GenerationExpired", "the generation timed out")
             payload["error"] = {"name": code, "message": message}
-        return self.answer("poll", payload)
+        return await self.answer("poll", payload)

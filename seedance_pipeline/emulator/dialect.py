@@ -326,8 +326,12 @@ class Dialect(abc.ABC):
         return (f"{base}/_videos/{task.video_token}.mp4?{self.url_expiry_param}={int(ttl)}"
                 f"&expires={expires:.3f}&signature={signature}")  # fmt: skip
 
-    def answer(self, call: str, payload: Any, status: int = 200) -> Response:
-        """A JSON answer, unless a drop or malformed-body fault strikes it."""
+    async def answer(self, call: str, payload: Any, status: int = 200) -> Response:
+        """A JSON answer, unless a drop or malformed-body fault strikes it. `answer_delay_s` holds
+        it back after the work is done (a create has made its task): the caller may die waiting."""
+        delay = self.state.faults(self.name).answer_delay_s
+        if delay and call in self.state.faults(self.name).apply_to:
+            await asyncio.sleep(delay)
         if self.state.draw(self.name, call, "drop"):
             return DroppedConnection()
         if self.state.draw(self.name, call, "malformed"):

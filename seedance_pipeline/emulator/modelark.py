@@ -183,7 +183,7 @@ class ModelArkDialect(Dialect):
             task = self.create(request, key, wire, model, image, images, raw)
         except Reject as reject:
             return reject.response
-        return self.answer("submit", {"id": task.id})
+        return await self.answer("submit", {"id": task.id})
 
     def task_payload(self, request: Request, task: EmulatedTask) -> dict[str, Any]:
         now = time.time()
@@ -225,7 +225,7 @@ class ModelArkDialect(Dialect):
         task = self.state.task(self.name, request.path_params["task_id"])
         if task is None:
             return self.error(request, 404, "ResourceNotFound", "the task does not exist", "id")
-        return self.answer("poll", self.task_payload(request, task))
+        return await self.answer("poll", self.task_payload(request, task))
 
     async def list_tasks(self, request: Request) -> Response:
         """`GET .../tasks?page_num=&page_size=&filter.status=&filter.task_ids=`: what an operator
@@ -246,7 +246,7 @@ class ModelArkDialect(Dialect):
         page_num = max(1, int(query.get("page_num", "1")))
         page_size = min(500, max(1, int(query.get("page_size", "10"))))
         page = items[(page_num - 1) * page_size : page_num * page_size]
-        return self.answer(
+        return await self.answer(
             "poll", {"items": [self.task_payload(request, t) for t in page], "total": len(items)}
         )
 

@@ -109,7 +109,7 @@ class NovitaDialect(Dialect):
         except Reject as reject:
             return reject.response
         id_field = self.spec.submit_id_field.get(model_id, "task_id")
-        return self.answer("submit", {id_field: task.id})
+        return await self.answer("submit", {id_field: task.id})
 
     async def task_result(self, request: Request) -> Response:
         try:
@@ -159,4 +159,4 @@ class NovitaDialect(Dialect):
                 task_part["progress_percent"] = 0
                 payload["videos"][0]["video_url_ttl"] = "0"
                 payload["videos"][0]["nsfw_detection_result"] = None
-        return self.answer("poll", payload)
+        return await self.answer("poll", payload)

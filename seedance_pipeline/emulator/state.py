@@ -37,7 +37,8 @@ class Faults:
     )
     rate_limit_rate: float = 0.0  # share of API calls answered 429 after the burst
     server_error_rate: float = 0.0  # share of API calls answered 5xx (no task is created)
-    slow_s: float = 0.0  # delay before every API answer
+    slow_s: float = 0.0  # delay before every API call is handled
+    answer_delay_s: float = 0.0  # delay after a call did its work, before the answer
     drop_rate: float = (
         0.0  # share of API calls whose connection drops (a submit still creates the task)
     )

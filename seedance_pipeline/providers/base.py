@@ -178,6 +178,14 @@ class ProviderAdapter(abc.ABC):
     @abc.abstractmethod
     def parse_poll(self, answer: HttpAnswer) -> TaskState: ...
 
+    def build_list(self, page_num: int, page_size: int) -> HttpCall | None:
+        """The call that lists recent tasks (newest first), or None where the provider has none.
+        Listing is how a create whose answer was lost can be found again."""
+        return None
+
+    def parse_list(self, answer: HttpAnswer) -> list[TaskState]:
+        raise NotImplementedError(f"{self.name} cannot list tasks")
+
     def build_cancel(self, task_id: str) -> HttpCall | None:
         """The call that cancels a queued task, or None where the provider has none."""
         return None

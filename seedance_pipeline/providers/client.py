@@ -260,6 +260,17 @@ class ProviderClient:
         except MalformedAnswer as exc:
             raise self._error(ErrorKind.TRANSIENT, f"malformed task answer: {exc}") from None
 
+    async def list_tasks(self, page_num: int = 1, page_size: int = 100) -> list[TaskState] | None:
+        """Recent tasks, newest first; None where the provider cannot list them."""
+        call = self.adapter.build_list(page_num, page_size)
+        if call is None:
+            return None
+        answer = await self._send(call, creates_task=False)
+        try:
+            return self.adapter.parse_list(answer)
+        except MalformedAnswer as exc:
+            raise self._error(ErrorKind.TRANSIENT, f"malformed task list: {exc}") from None
+
     async def cancel(self, task_id: str) -> bool:
         """Cancel a queued task where the provider allows it; False where it has no cancel call."""
         call = self.adapter.build_cancel(task_id)

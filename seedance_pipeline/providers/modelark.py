@@ -133,8 +133,20 @@ class ModelArkAdapter(ProviderAdapter):
     def build_cancel(self, task_id: str) -> HttpCall:
         return HttpCall("DELETE", f"{PATH}/{task_id}")
 
+    def build_list(self, page_num: int, page_size: int) -> HttpCall:
+        return HttpCall(
+            "GET", PATH, params={"page_num": str(page_num), "page_size": str(page_size)}
+        )
+
+    def parse_list(self, answer: HttpAnswer) -> list[TaskState]:
+        body = require_dict(self.body_json(answer), "task list")
+        items = body.get("items") or []
+        return [self._task_state(require_dict(item, "task")) for item in items]
+
     def parse_poll(self, answer: HttpAnswer) -> TaskState:
-        body = require_dict(self.body_json(answer), "task")
+        return self._task_state(require_dict(self.body_json(answer), "task"))
+
+    def _task_state(self, body: dict[str, Any]) -> TaskState:
         raw_status = body.get("status")
         if raw_status not in STATUSES:
             raise MalformedAnswer(f"unknown task status {raw_status!r}")
