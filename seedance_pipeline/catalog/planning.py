@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,14 +172,21 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
 
 
 def request_id_for(
-    request: GenerationRequest, image_sha256: str | None, last_sha256: str | None
+    request: GenerationRequest,
+    image_sha256: str | None,
+    last_sha256: str | None,
+    problems: Sequence[str] = (),
 ) -> str:
-    """Digest of the image bytes and every output-changing parameter (not of paths, ids or batch)."""
-    identity = {name: getattr(request, name) for name in OUTPUT_FIELDS}
+    """Digest of the image bytes and every output-changing parameter (not of paths, ids or batch).
+    A rejected row's problems are part of it, so it never collapses into a valid row whose values
+    its unparseable ones defaulted to."""
+    identity: dict[str, Any] = {name: getattr(request, name) for name in OUTPUT_FIELDS}
     identity |= {
         "image": image_sha256 or request.image,
         "last_image": last_sha256 or request.last_image,
     }
+    if problems:
+        identity["problems"] = list(problems)
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[
         :32
     ]
@@ -219,6 +226,8 @@ class ImageReader:
             return ref, hashlib.sha256(data).hexdigest(), inspect_image(data)
         except ImageUnreadable as exc:
             return str(exc)
+        except httpx.TimeoutException:
+            return f"could not download {ref}: no answer within {self.timeout_s:g} s"
         except httpx.HTTPError as exc:
             return f"could not download {ref}: {type(exc).__name__}"
         except OSError as exc:
@@ -243,16 +252,27 @@ def _batch_name(value: str | None, default: str) -> str:
 
 
 def plan_row(
-    index: int, row: Mapping[Any, Any], defaults: CatalogDefaults, images: ImageReader
+    index: int,
+    row: Mapping[Any, Any],
+    defaults: CatalogDefaults,
+    images: ImageReader,
+    column_problems: Sequence[str] = (),
 ) -> RequestRecord:
     """One catalog row as a request record: pending when valid, rejected with every reason otherwise."""
-    problems: list[str] = []
+    problems: list[str] = list(column_problems)
     values: dict[str, Any] = {}
     for column in COLUMNS:
         raw = row.get(column)
         if _empty(raw):
             values[column] = getattr(defaults, column, None)
             continue
+        if isinstance(raw, bytes):  # Parquet byte strings
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append(f"{column}: not valid UTF-8 text")
+                values[column] = None
+                continue
         parser = PARSERS.get(column)
         if parser is None:
             values[column] = str(raw).strip() if column != "prompt" else str(raw)
@@ -319,7 +339,7 @@ def plan_row(
             estimate = adapter.estimate_cost(request, size).usd
 
     return RequestRecord(
-        request_id=request_id_for(request, digests["image"], digests["last_image"]),
+        request_id=request_id_for(request, digests["image"], digests["last_image"], problems),
         batch=batch,
         catalog_row=index + 1,
         image_id=str(image_id),
@@ -338,21 +358,31 @@ def plan_row(
 
 
 def plan_catalog(
-    frame: pd.DataFrame, defaults: CatalogDefaults, base_dir: Path | None
+    frame: pd.DataFrame,
+    defaults: CatalogDefaults,
+    base_dir: Path | None,
+    image_timeout_s: float = 30.0,
 ) -> CatalogPlan:
-    """Every row planned; identical requests collapse to the first row that asked for them."""
-    warnings = []
+    """Every row planned; identical requests collapse to the first row that asked for them.
+
+    An unknown column that looks like a misspelt known one which is absent (`promt`) rejects every
+    row: sending them without it would pay for videos nobody asked for."""
+    warnings: list[str] = []
+    column_problems: list[str] = []
     for column in frame.columns:
         if column not in COLUMNS:
             hint = difflib.get_close_matches(column, COLUMNS, n=1)
-            warnings.append(
-                f"column {column!r} is not used" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            )
-    images = ImageReader(base_dir)
+            if hint and hint[0] not in frame.columns:
+                column_problems.append(
+                    f"column {column!r} looks like a misspelling of {hint[0]!r}; rename it"
+                )
+            else:
+                warnings.append(f"column {column!r} is not used")
+    images = ImageReader(base_dir, image_timeout_s)
     records: dict[str, RequestRecord] = {}
     duplicates = 0
     for index, row in enumerate(frame.to_dict("records")):
-        record = plan_row(index, row, defaults, images)
+        record = plan_row(index, row, defaults, images, column_problems)
         if record.request_id in records:
             duplicates += 1
             continue

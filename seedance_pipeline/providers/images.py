@@ -37,6 +37,23 @@ def _orientation(img: Image.Image) -> int | None:
     return exif.get(_EXIF_ORIENTATION)
 
 
+def is_truncated(data: bytes, fmt: str | None) -> bool:
+    """Whether a file stops before its format's end marker, checked without decoding: a JPEG
+    without its EOI marker, a PNG without IEND, a GIF without its trailer, a WEBP or BMP shorter
+    than its header says. (TIFF has no end marker and is not checked.)"""
+    if fmt in ("JPEG", "MPO"):
+        return data.rfind(b"\xff\xd9") == -1
+    if fmt == "PNG":
+        return data.rfind(b"IEND") == -1
+    if fmt == "GIF":
+        return data.rstrip(b"\x00")[-1:] != b";"
+    if fmt == "WEBP":
+        return int.from_bytes(data[4:8], "little") + 8 > len(data)
+    if fmt == "BMP":
+        return int.from_bytes(data[2:6], "little") > len(data)
+    return False
+
+
 def is_url(ref: str) -> bool:
     return ref.startswith(("http://", "https://"))
 
@@ -63,8 +80,15 @@ def inspect_image(source: str | Path | bytes) -> ImageInfo:
                 if orientation in _ROTATED_ORIENTATIONS:
                     width, height = height, width
                 frames = 2 if getattr(img, "is_animated", False) else 1
+                cut = isinstance(source, bytes) and is_truncated(source, img.format)
                 return ImageInfo(
-                    format=img.format, width=width, height=height, bytes=size, frames=frames
+                    format=img.format,
+                    width=width,
+                    height=height,
+                    bytes=size,
+                    frames=frames,
+                    mode=img.mode,
+                    truncated=cut,
                 )
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageUnreadable(f"refused as a decompression bomb: {exc}") from None

@@ -144,6 +144,8 @@ class ImageInfo:
     height: int
     bytes: int
     frames: int = 1
+    mode: str = "RGB"  # Pillow's colour mode: "RGB", "CMYK", "I;16", ...
+    truncated: bool = False  # only known when the whole file was read (bytes given)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,27 @@ def image_violations(field: str, info: ImageInfo, limits: ImageLimits) -> list[V
                 "bytes",
             )
         )
+    if info.truncated:
+        found.append(
+            Violation(field, "the file is truncated (an incomplete copy or download?)", "truncated")
+        )
+    # Not in the documents: refused rather than paid for with undefined results [guess].
+    if info.mode == "CMYK":
+        found.append(
+            Violation(field, "CMYK colour is not accepted; save the image as RGB", "colour_mode")
+        )
+    elif info.mode.startswith("I;16") or info.mode in ("I", "F"):
+        found.append(
+            Violation(
+                field,
+                f"{info.mode} (16/32-bit) pixels are not accepted; save as 8-bit",
+                "bit_depth",
+            )
+        )
+    if info.frames > 1:
+        found.append(
+            Violation(field, "animated images are not accepted; use a still frame", "animated")
+        )
     short, long = sorted((info.width, info.height))
     if short <= limits.short_side_gt:
         found.append(

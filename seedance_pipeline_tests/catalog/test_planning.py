@@ -108,7 +108,9 @@ def test_every_reason_of_an_invalid_row_is_kept(make_image: ImageFactory, tmp_pa
     assert empty.error_message == "image: no image given"
 
 
-def test_parquet_catalogs_and_unused_columns(make_image: ImageFactory, tmp_path: Path) -> None:
+def test_parquet_catalogs_and_misspelt_or_unused_columns(
+    make_image: ImageFactory, tmp_path: Path
+) -> None:
     make_image(800, 600, name="a.png")
     pd.DataFrame([{"image": "a.png", "promt": "typo", "seed": 3}]).to_parquet(
         tmp_path / "c.parquet"
@@ -116,7 +118,14 @@ def test_parquet_catalogs_and_unused_columns(make_image: ImageFactory, tmp_path:
     frame = read_catalog(str(tmp_path / "c.parquet"))
     result = plan_catalog(frame, CatalogDefaults(), tmp_path)
     assert result.records[0].request["seed"] == 3
-    assert result.warnings == ["column 'promt' is not used (did you mean 'prompt'?)"]
+    assert (
+        result.records[0].status == REJECTED
+    )  # a misspelt column must not send prompt-less videos
+    assert "column 'promt' looks like a misspelling of 'prompt'" in (
+        result.records[0].error_message or ""
+    )
+    frame = read_catalog(str(tmp_path / "c.parquet")).assign(notes="anything")
+    assert "column 'notes' is not used" in plan_catalog(frame, CatalogDefaults(), tmp_path).warnings
 
 
 @pytest.mark.parametrize(
