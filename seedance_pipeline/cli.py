@@ -53,11 +53,25 @@ def _resolve_unknown(args: argparse.Namespace) -> int:
 
     store = StateStore(args.state_url or default_state_url(args.data_dir))
     if args.request_id is None:
-        for record in store.records(statuses=[UNKNOWN]):
+        for unknown in store.records(statuses=[UNKNOWN]):
             print(
-                f"{record.request_id}  {record.provider:9s} {record.batch:16s} {record.image_id}  {record.error_message}"
+                f"{unknown.request_id}  {unknown.provider:9s} {unknown.batch:16s} {unknown.image_id}  {unknown.error_message}"
             )
         return 0
+    if not (args.task_id or args.resubmit or args.abandon):
+        print(
+            "seedance-pipeline resolve-unknown: say what to do: --task-id, --resubmit or --abandon",
+            file=sys.stderr,
+        )
+        return 2
+    record = store.get(args.request_id)
+    if args.task_id and record is not None:
+        from seedance_pipeline.providers import adapter_for
+
+        if adapter_for(record.provider).synchronous:
+            print(f"seedance-pipeline resolve-unknown: {record.provider} has no tasks to adopt; "
+                  "use --resubmit or --abandon", file=sys.stderr)  # fmt: skip
+            return 2
     if args.task_id:
         moved = store.transition(
             args.request_id, UNKNOWN, IN_FLIGHT, "operator: adopted task", task_id=args.task_id

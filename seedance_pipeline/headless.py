@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from seedance_pipeline.catalog.planning import CatalogError
 from seedance_pipeline.definitions import build_definitions
+from seedance_pipeline.pipeline import reconciliation_pending
 from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.store import ACTIVE, OPEN, PENDING, TERMINAL, StateStore
@@ -152,11 +153,11 @@ def run_headless(
             bar.n = done
             bar.refresh()
             open_count = sum(n for status, n in counts.items() if status in OPEN)
-            if open_count == 0 and launched == 0:
+            if open_count == 0 and launched == 0 and not reconciliation_pending(settings):
                 break
             # Pending work but nothing in flight after a tick's submissions: something refuses them.
             active = sum(counts.get(status, 0) for status in ACTIVE)
-            idle_ticks = idle_ticks + 1 if active == 0 else 0
+            idle_ticks = idle_ticks + 1 if active == 0 and counts.get(PENDING, 0) else 0
             if idle_ticks >= 3:
                 raise CannotProceed(
                     f"{counts.get(PENDING, 0)} requests cannot be submitted now: {_stuck_reason(store, settings)}. "

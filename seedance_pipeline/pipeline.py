@@ -22,6 +22,7 @@ from seedance_pipeline.catalog.planning import (
 )
 from seedance_pipeline.ledger.rows import ledger_table, write_partition
 from seedance_pipeline.polling.poll import PollReport, poll_once
+from seedance_pipeline.providers import ProviderError, adapter_for
 from seedance_pipeline.providers.client import ProviderConfig
 from seedance_pipeline.providers.connections import needs_sandbox, open_clients, provider_configs
 from seedance_pipeline.sandbox import ensure_sandbox
@@ -34,7 +35,7 @@ from seedance_pipeline.state.store import (
     RequestRecord,
     StateStore,
 )
-from seedance_pipeline.submission.reconcile import reconcile_unknown
+from seedance_pipeline.submission.reconcile import awaiting, reconcile_unknown
 from seedance_pipeline.submission.submit import SubmitReport, start_of_utc_day, submit_pending
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,10 @@ async def _poll(settings: PipelineSettings, store: StateStore, providers: list[s
     async with AsyncExitStack() as stack:
         clients = await open_clients(connections(settings, providers), stack)
         for provider in {r.provider for r in store.records(statuses=[UNKNOWN])} & set(providers):
-            await reconcile_unknown(store, clients[provider])
+            try:
+                await reconcile_unknown(store, clients[provider])
+            except ProviderError as error:  # the list call failed: try again next tick
+                log.info("reconciliation at %s postponed: %s", provider, error)
         return await poll_once(store, clients, settings)
 
 
@@ -149,3 +153,11 @@ def submittable_batches(settings: PipelineSettings, store: StateStore) -> list[s
         if active.get(provider, 0) < limit:
             batches |= pending
     return sorted(batches)
+
+
+def reconciliation_pending(settings: PipelineSettings) -> int:
+    """Unknown outcomes that the next ticks may still settle from a provider's task list."""
+    store = settings.store()
+    providers = {r.provider for r in store.records(statuses=[UNKNOWN])}
+    configs = {p: ProviderConfig.from_env(adapter_for(p)) for p in providers}
+    return awaiting(store, configs)

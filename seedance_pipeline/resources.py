@@ -66,7 +66,6 @@ def resource_from_env() -> SeedanceResource:
     return SeedanceResource(
         data_dir=data_dir,
         catalog=os.environ.get("SEEDANCE_CATALOG", str(REPO_DATA / "catalog.csv")),
-        state_url=os.environ.get("SEEDANCE_STATE_URL") or None,
         videos_url=os.environ.get("SEEDANCE_VIDEOS_URL") or None,
         daily_budget_usd=float(budget) if budget else 25.0,
         stale_submission_s=float(stale) if stale else 900.0,

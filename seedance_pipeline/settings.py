@@ -29,7 +29,8 @@ class PipelineSettings:
     poll_time_box_s: float = 40.0  # well under Dagster's 60 s sensor timeout
     poll_concurrency: int = 32
     submit_concurrency: int = 8
-    stale_submission_s: float = 900.0  # longer than any create call may take (Segmind: minutes)
+    stale_submission_s: float = 900.0
+    not_found_grace_s: float = 3600.0  # a task "not found" this long after submission becomes unknown  # longer than any create call may take (Segmind: minutes)
     sandbox_url: str | None = None  # an emulator to use for providers without a key
 
     def spend_caps(self, batch: str | None, run_id: str | None, day_start: float) -> list[SpendCap]:
@@ -54,7 +55,13 @@ class PipelineSettings:
         return (self.videos_url or str(Path(self.data_dir).resolve() / "videos")).rstrip("/")
 
     def store(self) -> StateStore:
-        return StateStore(self.state_url or default_state_url(self.data_dir))
+        # SEEDANCE_STATE_URL is read here, when used, so a password in it never enters run config.
+        url = (
+            self.state_url
+            or os.environ.get("SEEDANCE_STATE_URL")
+            or default_state_url(self.data_dir)
+        )
+        return StateStore(url)
 
     def explicit_sandbox_url(self) -> str | None:
         return self.sandbox_url or os.environ.get(SANDBOX_URL_ENV) or None

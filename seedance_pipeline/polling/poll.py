@@ -33,6 +33,7 @@ from seedance_pipeline.state.store import (
     FETCHING,
     IN_FLIGHT,
     SUCCEEDED,
+    UNKNOWN,
     RequestRecord,
     StateStore,
 )
@@ -92,20 +93,55 @@ async def poll_once(
             except ProviderError as error:
                 report.errors += 1
                 if error.kind is ErrorKind.NOT_FOUND:
-                    store.transition(record.request_id, (IN_FLIGHT, FETCHING), FAILED, "task unknown to the provider",
-                                     error_kind=str(error.kind), error_message=str(error), cost_usd=0.0,
-                                     completed_at=time.time())  # fmt: skip
+                    _not_found(store, settings, record, error)
                 else:
                     log.info("poll of %s failed, will retry: %s", record.task_id, error)
+            except Exception:  # one bad record must not starve the others (their URLs expire)
+                report.errors += 1
+                log.exception(
+                    "poll of request %s (task %s) failed; will retry",
+                    record.request_id,
+                    record.task_id,
+                )
 
     try:
-        await asyncio.gather(*(one(r) for r in records))
+        # The time box is a hard limit: whatever is still running when it ends is cancelled and
+        # simply polled again next tick (polls and downloads are safe to repeat).
+        await asyncio.wait_for(
+            asyncio.gather(*(one(r) for r in records)), max(0.0, deadline - time.monotonic())
+        )
+    except TimeoutError:
+        report.not_reached += len(records) - len(touched)
     finally:
         store.mark_polled(touched)
         if own_http:
             await http.aclose()
     report.elapsed_s = time.monotonic() - started
     return report
+
+
+def _not_found(
+    store: StateStore, settings: PipelineSettings, record: RequestRecord, error: ProviderError
+) -> None:
+    """A task the provider says it does not know. A wrong base URL says that of every task, so a
+    paid (`fetching`) one is never failed for it, and an in-flight one only after a grace period,
+    and then as `unknown` for an operator: it may have run and billed."""
+    if record.status == FETCHING:
+        log.error(
+            "task %s reported succeeded earlier but is now not found: %s", record.task_id, error
+        )
+        return
+    age = time.time() - (record.submitted_at or time.time())
+    if age < settings.not_found_grace_s:
+        log.error(
+            "task %s not found (%.0f s after submission); will ask again: %s",
+            record.task_id,
+            age,
+            error,
+        )
+        return
+    store.transition(record.request_id, IN_FLIGHT, UNKNOWN, "task not found at the provider",
+                     error_kind=str(error.kind), error_message=str(error))  # fmt: skip
 
 
 async def _advance(

@@ -58,10 +58,12 @@ class AimlApiAdapter(ProviderAdapter):
         return HttpCall("POST", PATH, json=body)
 
     def parse_submit(self, answer: HttpAnswer) -> TaskState:
-        state = self.parse_poll(answer)
-        if not state.task_id:
+        body = require_dict(self.body_json(answer), "submit answer")
+        task_id = body.get("id")
+        if not isinstance(task_id, str) or not task_id:
             raise MalformedAnswer("submit answer has no id")
-        return state
+        # The id is what matters: an unexpected status word must not throw a paid task away.
+        return TaskState(task_id=task_id, status=TaskStatus.QUEUED, raw=body)
 
     def build_poll(self, task_id: str) -> HttpCall:
         return HttpCall("GET", PATH, params={"generation_id": task_id})

@@ -174,6 +174,11 @@ class ProviderClient:
             raise self._error(
                 ErrorKind.TRANSIENT, f"could not connect ({type(exc).__name__})"
             ) from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            # Nothing was sent: the base URL itself is wrong. Retryable once it is fixed.
+            raise self._error(
+                ErrorKind.TRANSIENT, f"bad base URL {self.config.base_url!r} ({exc})"
+            ) from None
         except httpx.TimeoutException as exc:
             raise self._error(
                 ErrorKind.TRANSIENT,
@@ -214,8 +219,8 @@ class ProviderClient:
             try:
                 state = await call()
             except ProviderError as error:
-                if error.kind is ErrorKind.RATE_LIMITED and self.on_rate_limited is not None:
-                    self.on_rate_limited()
+                if error.kind is ErrorKind.RATE_LIMITED:
+                    self._notify(self.on_rate_limited)
                 if (
                     not error.retryable
                     or error.outcome_unknown
@@ -232,22 +237,39 @@ class ProviderClient:
                 )
                 await asyncio.sleep(delay)
                 continue
-            if creates_task and self.on_accepted is not None:
-                self.on_accepted()
+            if creates_task:
+                self._notify(self.on_accepted)
             return state
+
+    def _notify(self, hook: Callable[[], None] | None) -> None:
+        """Adaptive-concurrency hooks are best effort: a failing hook must never cost a task id."""
+        if hook is None:
+            return
+        try:
+            hook()
+        except Exception:
+            log.exception("%s: concurrency hook failed (ignored)", self.adapter.name)
 
     async def submit(self, request: GenerationRequest) -> TaskState:
         """Create a task (or, for a synchronous provider, the finished video)."""
         return await self._retrying(lambda: self._submit_once(request), creates_task=True)
 
     async def _submit_once(self, request: GenerationRequest) -> TaskState:
-        answer = await self._send(self.adapter.build_submit(request), creates_task=True)
+        call = self.adapter.build_submit(request)
+        sent_at = time.time()
+        try:
+            answer = await self._send(call, creates_task=True)
+        except ProviderError as error:
+            error.sent_at = sent_at  # lets reconciliation look for the task at the right time
+            raise
         try:
             return self.adapter.parse_submit(answer)
         except MalformedAnswer as exc:
-            raise self._error(
+            garbled = self._error(
                 ErrorKind.TRANSIENT, f"malformed submit answer: {exc}", outcome_unknown=True
-            ) from None
+            )
+            garbled.sent_at = sent_at
+            raise garbled from None
 
     async def poll(self, task_id: str) -> TaskState:
         """A task's state; polls are safe to repeat, so every retryable error is retried."""

@@ -87,6 +87,7 @@ class ProviderError(Exception):
         self.code = code
         self.retry_after_s = retry_after_s
         self.outcome_unknown = outcome_unknown
+        self.sent_at: float | None = None  # when the failing create call was sent
         status = f" HTTP {http_status}" if http_status is not None else ""
         code_part = f" {code}" if code else ""
         super().__init__(f"{provider}{status}{code_part} [{kind}]: {message}")

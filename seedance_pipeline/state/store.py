@@ -38,6 +38,10 @@ UNKNOWN = "unknown"  # the create call's outcome is unknown: an operator must de
 OPEN = (PENDING, SUBMITTING, IN_FLIGHT, FETCHING)
 ACTIVE = (SUBMITTING, IN_FLIGHT, FETCHING)  # count against a provider's tasks in flight
 TERMINAL = (SUCCEEDED, FAILED, REJECTED, EXPIRED, CANCELLED, UNKNOWN)
+SETTLED = (SUCCEEDED, FAILED, REJECTED, EXPIRED, CANCELLED)  # their cost is known
+RESERVED = (*ACTIVE, UNKNOWN)  # their estimate counts against budgets
+
+BUDGET_LOCK = "__budgets__"  # lock row taken by every claim that checks a spend cap
 
 metadata = sa.MetaData()
 
@@ -70,7 +74,8 @@ requests_table = sa.Table(
     sa.Column("video_height", sa.Integer),
     sa.Column("video_fps", sa.Float),
     sa.Column("video_duration_s", sa.Float),
-    sa.Column("submitted_at", sa.Float),
+    sa.Column("submitted_at", sa.Float),  # when the request was claimed for submission
+    sa.Column("sent_at", sa.Float),  # when the create call whose outcome is unknown was sent
     sa.Column("completed_at", sa.Float),
     sa.Column("sandbox", sa.Boolean),
     sa.Column("run_id", sa.String(100)),  # the Dagster run (or headless run) that submitted it
@@ -143,6 +148,7 @@ class RequestRecord:
     video_fps: float | None = None
     video_duration_s: float | None = None
     submitted_at: float | None = None
+    sent_at: float | None = None
     completed_at: float | None = None
     sandbox: bool | None = None
     run_id: str | None = None
@@ -193,6 +199,40 @@ class StateStore:
                 cursor.close()
 
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+        self._ensure_lock_rows()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a store was created are added in place (all are nullable), so an
+        older state file keeps its task ids readable after an upgrade."""
+        inspector = sa.inspect(self.engine)
+        with self._tx() as conn:
+            for table in metadata.sorted_tables:
+                present = {c["name"] for c in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in present:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        conn.execute(
+                            sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                        )
+
+    def _ensure_lock_rows(self) -> None:
+        """One lock row per provider, and one for budgets, made up front so that concurrent first
+        claims never race on inserting them."""
+        from seedance_pipeline.providers.facts import load_facts
+
+        names = [*load_facts().providers, BUDGET_LOCK]
+        with self._tx() as conn:
+            present = {p for (p,) in conn.execute(sa.select(provider_locks_table.c.provider))}
+            for name in names:
+                if name not in present:
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(
+                                sa.insert(provider_locks_table).values(provider=name, claims=0)
+                            )
+                    except sa.exc.IntegrityError:
+                        pass  # another process made it first
 
     def __repr__(self) -> str:
         return f"StateStore({self.engine.url.render_as_string(hide_password=True)})"
@@ -295,6 +335,8 @@ class StateStore:
             ).scalar_one()
             if active >= limit:
                 return f"{provider} has {active} tasks in flight (limit {limit})"
+            if caps:
+                self._lock_provider(conn, BUDGET_LOCK)  # caps span providers: one claim at a time
             for cap in caps:
                 spent = self._spend(conn, cap)
                 if spent + reservation_usd > cap.limit_usd + 1e-9:
@@ -387,12 +429,13 @@ class StateStore:
             scope.append(c.run_id == cap.run_id)
         finished = conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0)).where(
-                c.status.in_(TERMINAL), *scope
+                c.status.in_(SETTLED), *scope
             )
         ).scalar_one()
+        # In flight, or an unknown outcome (a task may exist and bill): the estimate stays reserved.
         reserved = conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(c.cost_usd_estimated), 0.0)).where(
-                c.status.in_(ACTIVE), *scope
+                c.status.in_(RESERVED), *scope
             )
         ).scalar_one()
         return float(finished) + float(reserved)

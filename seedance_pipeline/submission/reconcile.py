@@ -13,13 +13,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-from seedance_pipeline.providers import TaskState
-from seedance_pipeline.providers.client import ProviderClient
+from seedance_pipeline.providers import TaskState, adapter_for
+from seedance_pipeline.providers.client import ProviderClient, ProviderConfig
 from seedance_pipeline.state.store import IN_FLIGHT, PENDING, UNKNOWN, RequestRecord, StateStore
 
 log = logging.getLogger(__name__)
 
-MARGIN_S = 5.0
+MARGIN_S = 30.0  # our clock against the provider's
 PAGE_SIZE = 100
 MAX_PAGES = 20
 
@@ -29,6 +29,36 @@ class ReconcileReport:
     adopted: int = 0
     released: int = 0
     ambiguous: int = 0
+
+
+def window(record: RequestRecord, config: ProviderConfig) -> tuple[float, float]:
+    """When the request's task, if any, was created by the provider's clock. From the recorded
+    send time of the call whose answer was lost; or, for a process that died mid-call, from the
+    claim, allowing for every retry the client may have made after it."""
+    if record.sent_at is not None:
+        return record.sent_at - MARGIN_S, record.sent_at + config.timeout_s + MARGIN_S
+    start = record.submitted_at or 0.0
+    retry = config.retry
+    latest = (
+        start + retry.attempts * config.timeout_s + (retry.attempts - 1) * retry.retry_after_cap_s
+    )
+    return start - MARGIN_S, latest + MARGIN_S
+
+
+def awaiting(
+    store: StateStore, configs: dict[str, ProviderConfig], now: float | None = None
+) -> int:
+    """Unknown requests that reconciliation may still settle (their provider lists its tasks and
+    their window has not closed): worth waiting for before declaring a run finished."""
+    now = time.time() if now is None else now
+    return sum(
+        1
+        for r in store.records(statuses=[UNKNOWN])
+        if r.provider in configs
+        and adapter_for(r.provider).build_list(1, 1) is not None
+        and r.error_kind == "outcome_unknown"
+        and now <= window(r, configs[r.provider])[1]
+    )
 
 
 def _created_at(task: TaskState) -> float | None:
@@ -46,11 +76,7 @@ async def reconcile_unknown(store: StateStore, client: ProviderClient) -> Reconc
     unknown = [r for r in store.records(provider=provider, statuses=[UNKNOWN]) if r.submitted_at]
     if not unknown or client.adapter.build_list(1, 1) is None:
         return report
-    timeout = client.config.timeout_s
-    windows: dict[str, tuple[float, float]] = {}
-    for r in unknown:
-        sent = r.submitted_at or 0.0
-        windows[r.request_id] = (sent - MARGIN_S, sent + timeout + MARGIN_S)
+    windows = {r.request_id: window(r, client.config) for r in unknown}
     oldest = min(low for low, _ in windows.values())
     tasks: list[TaskState] = []
     complete = False
@@ -93,7 +119,14 @@ async def reconcile_unknown(store: StateStore, client: ProviderClient) -> Reconc
                                 task_id=task_id, error_kind=None, error_message=None):  # fmt: skip
                 report.adopted += 1
                 unclaimed.remove(candidates[0])
-        elif not candidates and complete and now > windows[record.request_id][1]:
+        elif (
+            not candidates
+            and complete
+            and record.sent_at is not None
+            and now > windows[record.request_id][1]
+        ):
+            # Only where the send time is known exactly; a process that died mid-call may have
+            # retried later than we can tell, so its request is adopted or left to an operator.
             if store.transition(record.request_id, UNKNOWN, PENDING,
                                 "reconciled: the provider has no task for it; safe to send again",
                                 error_kind=None, error_message=None, submitted_at=None):  # fmt: skip

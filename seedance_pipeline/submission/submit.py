@@ -143,9 +143,11 @@ async def submit_pending(
                 )
                 report.finished += 1
             else:
-                store.transition(
+                if not store.transition(
                     record.request_id, SUBMITTING, IN_FLIGHT, "task created", task_id=state.task_id
-                )
+                ):
+                    log.error("request %s: task %s was created but its record had moved on",
+                              record.request_id, state.task_id)  # fmt: skip
 
     await asyncio.gather(*(one(r) for r in pending))
     return report
@@ -157,8 +159,9 @@ def _record_refusal(
     message = str(error)
     if error.outcome_unknown:
         store.transition(record.request_id, SUBMITTING, UNKNOWN, "create outcome unknown",
-                         error_kind="outcome_unknown", error_message=message)  # fmt: skip
+                         error_kind="outcome_unknown", error_message=message, sent_at=error.sent_at)  # fmt: skip
         report.unknown += 1
+        report.stopped = message  # whatever hid this answer may hit the next call too: stop for now
         log.error("request %s: outcome unknown, NOT resubmitted: %s", record.request_id, message)
     elif error.kind in STOP_KINDS:
         store.transition(record.request_id, SUBMITTING, PENDING, f"back to pending: {message}",

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
-from seedance_pipeline.pipeline import poll_tick, refresh_catalog, submit_batch, write_batch_ledger
+from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults
+from seedance_pipeline.pipeline import (
+    poll_tick,
+    reconciliation_pending,
+    refresh_catalog,
+    submit_batch,
+    write_batch_ledger,
+)
 from seedance_pipeline.providers import provider_names
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.store import OPEN, PENDING
@@ -25,10 +33,11 @@ def catalog_of(tmp_path: Path, make_image: ImageFactory, rows: list[dict]) -> Pa
 
 
 def settle(settings: PipelineSettings, timeout_s: float = 90) -> None:
-    """Submit and poll, as the sensor would, until nothing is open or nothing can move."""
+    """Submit and poll, as the sensor would, until nothing is open and no unknown outcome can
+    still be reconciled."""
     store = settings.store()
     deadline = time.monotonic() + timeout_s
-    while any(r.status in OPEN for r in store.records()):
+    while any(r.status in OPEN for r in store.records()) or reconciliation_pending(settings):
         assert time.monotonic() < deadline, store.counts()
         for batch in store.batches():
             submit_batch(settings, batch, provider_names())
@@ -128,3 +137,55 @@ def test_expired_urls_are_signed_again_where_possible_and_lost_videos_are_flagge
             and outcomes["paid_videos_kept"].metadata["lost"] == 1
         )
         assert outcomes["succeeded_rows_have_verified_videos"].passed
+
+
+def test_a_fault_storm_over_hundreds_of_requests_ends_terminal_classified_and_matching_the_audit(
+    tmp_path: Path, make_image: ImageFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARK_TIMEOUT_S", "2")  # ModelArk's reconciliation window closes sooner...
+    monkeypatch.setattr("seedance_pipeline.submission.reconcile.MARGIN_S", 1.0)  # ...no clock skew here
+    storm = Faults(rate_limit_burst=5, rate_limit_rate=0.08, server_error_rate=0.04, slow_s=0.02, drop_rate=0.03,
+                   malformed_rate=0.03, fail_rate=0.05, expire_rate=0.05, output_reject_rate=0.05,
+                   reject_rate=0.03)  # fmt: skip
+    providers = ["novita", "aimlapi", "modelark", "segmind"]
+    config = EmulatorConfig(queued_s=0.05, running_s=0.1, seed=7, max_in_flight={p: 40 for p in providers})
+    with EmulatorServer(config) as emulator:
+        for provider in providers:
+            emulator.state.set_faults(provider, dataclasses.replace(storm))
+        rows = [{"provider": p, "seed": 1000 * i + n, "batch": f"b{n % 3}"} for i, p in enumerate(providers)
+                for n in range(65)]  # fmt: skip
+        catalog = catalog_of(tmp_path, make_image, rows)
+        settings = PipelineSettings(data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url,
+                                    daily_budget_usd=None, max_in_flight={p: 40 for p in providers},
+                                    stale_submission_s=5)  # fmt: skip
+        refresh_catalog(settings)
+        settle(settings, timeout_s=240)
+
+        ledger = pd.concat(write_batch_ledger(settings, b).table.to_pandas() for b in ("b0", "b1", "b2"))
+        assert len(ledger) == 260 and ledger["request_id"].is_unique
+        assert set(ledger["status"]) <= {"succeeded", "failed", "expired", "unknown"}  # all terminal
+        bad = ledger[ledger["status"] != "succeeded"]
+        known_kinds = {"invalid_request", "content_rejected", "task_failed", "task_expired", "outcome_unknown",
+                       "not_found", "transient", "rate_limited"}  # fmt: skip
+        assert bad["error_kind"].notna().all() and set(bad["error_kind"]) <= known_kinds
+        assert {"content_rejected", "task_failed", "task_expired"} <= set(bad["error_kind"])
+        ok = ledger[ledger["status"] == "succeeded"]
+        assert ok["video_sha256"].notna().all() and len(ok) > 150
+
+        audit = emulator.state.audit()
+        task_ids = [r.task_id for r in audit]
+        assert len(task_ids) == len(set(task_ids))
+        for provider in providers:
+            made = {r.task_id for r in audit if r.provider == provider}
+            rows_p = ledger[ledger["provider"] == provider]
+            recorded = set(rows_p["task_id"].dropna())
+            assert recorded <= made  # no phantom task in the ledger
+            unknown = int((rows_p["status"] == "unknown").sum())
+            if provider == "segmind":  # no task ids: one audited creation per succeeded row at most
+                assert (rows_p["status"] == "succeeded").sum() <= len(made)
+                continue
+            # Every task the provider made is in the ledger, or is the one behind an `unknown` row.
+            assert len(made - recorded) <= unknown, provider
+        ark = ledger[ledger["provider"] == "modelark"]
+        assert (ark["status"] != "unknown").all()  # ModelArk lists its tasks: every unknown was settled
+        assert set(ark["task_id"].dropna()) == {r.task_id for r in audit if r.provider == "modelark"}
