@@ -3,6 +3,7 @@ through the GraphQL API, the daemon's sensors doing the rest, until the ledger i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from seedance_pipeline_tests.conftest import ImageFactory
 from seedance_pipeline_tests.pipeline.conftest import write_catalog
 
 REPO = Path(__file__).resolve().parents[2]
+SECRET = "sk-live-e2e-NEVER-LOGGED-7777"
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {
   launchRun(executionParams: $params) {
@@ -55,7 +57,8 @@ def test_dagster_dev_runs_the_pipeline_to_a_complete_ledger(tmp_path: Path, make
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env |= {"DAGSTER_HOME": str(home), "SEEDANCE_DATA_DIR": str(data), "SEEDANCE_CATALOG": str(catalog),
-            "SEEDANCE_SANDBOX_URL": emulator.url}  # fmt: skip
+            "SEEDANCE_SANDBOX_URL": emulator.url, "NOVITA_API_KEY": SECRET,
+            "NOVITA_BASE_URL": emulator.base_url("novita")}  # fmt: skip
     log = (tmp_path / "dagster_dev.log").open("w")
     dagster = str(Path(sys.executable).with_name("dagster"))
     proc = subprocess.Popen([dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
@@ -117,7 +120,27 @@ def test_dagster_dev_runs_the_pipeline_to_a_complete_ledger(tmp_path: Path, make
             assert time.monotonic() < deadline, f"backfill not done: {results}"
             time.sleep(2)
         assert results[0]["numPartitions"] == 2 and results[0]["status"] != "COMPLETED_FAILED"
-        assert len(emulator.state.audit()) == 5  # the backfill submitted nothing twice
+        query = "{ runsOrError { ... on Runs { results { jobName status tags { key value } } } } }"
+        deadline = time.monotonic() + 180
+        while True:
+            runs = graphql(url, query)["data"]["runsOrError"]["results"]
+            backfilled = [r for r in runs if any(t["key"] == "dagster/backfill" for t in r["tags"])]
+            if len(backfilled) == 2 and {r["status"] for r in backfilled} <= {"SUCCESS", "FAILURE"}:
+                break
+            assert time.monotonic() < deadline, f"backfill runs not finished: {backfilled}"
+            time.sleep(2)
+        assert {r["status"] for r in backfilled} == {"SUCCESS"}
+        assert len(emulator.state.audit()) == 5  # the backfill's runs submitted nothing twice
+
+        # The real key went to its provider only, and is nowhere in Dagster's storage or our data.
+        assert {r.key_fingerprint for r in emulator.state.audit("novita")} == {
+            hashlib.sha256(SECRET.encode()).hexdigest()[:12]}  # fmt: skip
+        assert not any(d["sent_credentials"] for d in emulator.state.video_downloads)
+        for folder in (home, data):
+            for path in folder.rglob("*"):
+                if path.is_file() and path.suffix != ".mp4":
+                    assert SECRET.encode() not in path.read_bytes(), path
+        assert SECRET not in (tmp_path / "dagster_dev.log").read_text()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

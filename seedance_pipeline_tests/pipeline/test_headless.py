@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -65,8 +66,10 @@ def test_a_provider_key_sends_its_rows_for_real_and_never_leaks(tmp_path: Path, 
     assert dict(zip(done["provider"], done["sandbox"], strict=True))["novita"] == False  # noqa: E712
     assert done[done["provider"] != "novita"]["sandbox"].all()
     assert "SANDBOX: 4 rows" in result.stdout
-    novita_tasks = [r for r in emulator.state.audit("novita")]
-    assert len(novita_tasks) == 1 and novita_tasks[0].key_fingerprint != ""
+    (novita_task,) = emulator.state.audit("novita")
+    assert (
+        novita_task.key_fingerprint == hashlib.sha256(secret.encode()).hexdigest()[:12]
+    )  # our real key
     everything = result.stdout + result.stderr
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file() and path.suffix != ".mp4":
@@ -116,3 +119,26 @@ def test_zero_configuration_starts_a_shared_sandbox_emulator(
         info_file = data / "sandbox" / "emulator.json"
         if info_file.exists():
             os.kill(json.loads(info_file.read_text())["pid"], signal.SIGTERM)
+
+
+def test_resolve_unknown_needs_an_explicit_decision(tmp_path: Path) -> None:
+    from seedance_pipeline.state.store import UNKNOWN, RequestRecord, StateStore, default_state_url
+
+    store = StateStore(default_state_url(tmp_path))
+    store.add_new([RequestRecord(request_id=rid, batch="b", catalog_row=i, provider=p, model="m", request={},
+                                 status=UNKNOWN) for i, (rid, p) in enumerate([("r1", "novita"), ("r2", "segmind")])])  # fmt: skip
+    listed = subprocess.run(
+        [EXE, "resolve-unknown", "--data-dir", str(tmp_path)], capture_output=True, text=True
+    )
+    assert "r1" in listed.stdout and "r2" in listed.stdout
+    vague = subprocess.run(
+        [EXE, "resolve-unknown", "--data-dir", str(tmp_path), "r1"], capture_output=True, text=True
+    )
+    assert vague.returncode == 2 and "say what to do" in vague.stderr
+    no_tasks = subprocess.run([EXE, "resolve-unknown", "--data-dir", str(tmp_path), "r2", "--task-id", "t"],
+                              capture_output=True, text=True)  # fmt: skip
+    assert no_tasks.returncode == 2 and "has no tasks to adopt" in no_tasks.stderr
+    assert {r.status for r in store.records()} == {UNKNOWN}
+    resubmit = subprocess.run([EXE, "resolve-unknown", "--data-dir", str(tmp_path), "r2", "--resubmit"],
+                              capture_output=True, text=True)  # fmt: skip
+    assert resubmit.returncode == 0 and store.get("r2").status == "pending"  # type: ignore[union-attr]

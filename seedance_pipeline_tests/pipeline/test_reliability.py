@@ -143,12 +143,16 @@ def test_a_fault_storm_over_hundreds_of_requests_ends_terminal_classified_and_ma
     tmp_path: Path, make_image: ImageFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ARK_TIMEOUT_S", "2")  # ModelArk's reconciliation window closes sooner...
-    monkeypatch.setattr("seedance_pipeline.submission.reconcile.MARGIN_S", 1.0)  # ...no clock skew here
+    monkeypatch.setattr(
+        "seedance_pipeline.submission.reconcile.MARGIN_S", 1.0
+    )  # ...no clock skew here
     storm = Faults(rate_limit_burst=5, rate_limit_rate=0.08, server_error_rate=0.04, slow_s=0.02, drop_rate=0.03,
                    malformed_rate=0.03, fail_rate=0.05, expire_rate=0.05, output_reject_rate=0.05,
                    reject_rate=0.03)  # fmt: skip
     providers = ["novita", "aimlapi", "modelark", "segmind"]
-    config = EmulatorConfig(queued_s=0.05, running_s=0.1, seed=7, max_in_flight={p: 40 for p in providers})
+    config = EmulatorConfig(
+        queued_s=0.05, running_s=0.1, seed=7, max_in_flight={p: 40 for p in providers}
+    )
     with EmulatorServer(config) as emulator:
         for provider in providers:
             emulator.state.set_faults(provider, dataclasses.replace(storm))
@@ -161,9 +165,16 @@ def test_a_fault_storm_over_hundreds_of_requests_ends_terminal_classified_and_ma
         refresh_catalog(settings)
         settle(settings, timeout_s=240)
 
-        ledger = pd.concat(write_batch_ledger(settings, b).table.to_pandas() for b in ("b0", "b1", "b2"))
+        ledger = pd.concat(
+            write_batch_ledger(settings, b).table.to_pandas() for b in ("b0", "b1", "b2")
+        )
         assert len(ledger) == 260 and ledger["request_id"].is_unique
-        assert set(ledger["status"]) <= {"succeeded", "failed", "expired", "unknown"}  # all terminal
+        assert set(ledger["status"]) <= {
+            "succeeded",
+            "failed",
+            "expired",
+            "unknown",
+        }  # all terminal
         bad = ledger[ledger["status"] != "succeeded"]
         known_kinds = {"invalid_request", "content_rejected", "task_failed", "task_expired", "outcome_unknown",
                        "not_found", "transient", "rate_limited"}  # fmt: skip
@@ -187,5 +198,27 @@ def test_a_fault_storm_over_hundreds_of_requests_ends_terminal_classified_and_ma
             # Every task the provider made is in the ledger, or is the one behind an `unknown` row.
             assert len(made - recorded) <= unknown, provider
         ark = ledger[ledger["provider"] == "modelark"]
-        assert (ark["status"] != "unknown").all()  # ModelArk lists its tasks: every unknown was settled
-        assert set(ark["task_id"].dropna()) == {r.task_id for r in audit if r.provider == "modelark"}
+        assert (
+            ark["status"] != "unknown"
+        ).all()  # ModelArk lists its tasks: every unknown was settled
+        assert set(ark["task_id"].dropna()) == {
+            r.task_id for r in audit if r.provider == "modelark"
+        }
+
+
+def test_one_bad_record_does_not_starve_a_polling_pass(tmp_path: Path, make_image: ImageFactory,
+                                                       emulator: EmulatorServer) -> None:  # fmt: skip
+    catalog = catalog_of(tmp_path, make_image, [{"provider": "novita"}, {"provider": "segmind"}])
+    settings = PipelineSettings(
+        data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url
+    )
+    refresh_catalog(settings)
+    store = settings.store()
+    segmind = store.records(provider="segmind")[0]
+    # A synchronous provider's request in flight cannot be polled: its poll raises.
+    store.transition(segmind.request_id, PENDING, "in_flight", task_id="no-such-thing")
+    submit_batch(settings, "default", ["novita"])
+    time.sleep(0.5)
+    poll_tick(settings)
+    assert store.records(provider="novita")[0].status == "succeeded"
+    assert store.get(segmind.request_id).status == "in_flight"  # type: ignore[union-attr]

@@ -119,3 +119,35 @@ def test_submissions_left_without_an_answer_are_flagged_unknown_not_resubmitted(
         and "resolve-unknown" in (flagged.error_message or "")
     )
     assert store.counts() == {UNKNOWN: 1, PENDING: 1}
+
+
+def test_unknown_outcomes_keep_their_budget_reservation(store: StateStore) -> None:
+    store.add_new([record(1, estimate=0.6), record(2, estimate=0.6)])
+    daily = [SpendCap("daily", 1.0, since=0)]
+    assert store.claim("r0001", "novita", 10, 0.6, True, daily) is None
+    store.transition("r0001", SUBMITTING, UNKNOWN, error_kind="outcome_unknown")
+    assert store.spend() == pytest.approx(0.6)  # the task may exist and bill
+    assert "daily spend cap" in (store.claim("r0002", "novita", 10, 0.6, True, daily) or "")
+
+
+def test_an_older_store_gains_new_columns_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "state.sqlite"
+    with sqlite3.connect(path) as db:  # the first schema, before run_id, sent_at and current_limit
+        db.execute(
+            "CREATE TABLE requests (request_id VARCHAR(64) PRIMARY KEY, batch VARCHAR(200) NOT NULL, "
+            "catalog_row INTEGER NOT NULL, provider VARCHAR(50) NOT NULL, model VARCHAR(100) NOT NULL, "
+            "request_json TEXT NOT NULL, status VARCHAR(20) NOT NULL, task_id VARCHAR(200), "
+            "cost_usd_estimated FLOAT NOT NULL, polled_at FLOAT NOT NULL, updated_at FLOAT NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO requests VALUES ('r1', 'b', 1, 'novita', 'm', '{}', 'in_flight', 'task-1', 0.1, 0, 0)"
+        )
+        db.execute(
+            "CREATE TABLE provider_locks (provider VARCHAR(50) PRIMARY KEY, claims BIGINT NOT NULL)"
+        )
+    store = StateStore(f"sqlite:///{path}")
+    (kept,) = store.records()
+    assert (kept.task_id, kept.run_id, kept.sent_at) == ("task-1", None, None)
+    assert store.current_limit("novita", 8) == 8
