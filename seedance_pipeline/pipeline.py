@@ -35,6 +35,7 @@ from seedance_pipeline.state.store import (
     RequestRecord,
     StateStore,
 )
+from seedance_pipeline.submission.budget import enforce_daily_budget
 from seedance_pipeline.submission.reconcile import awaiting, reconcile_unknown
 from seedance_pipeline.submission.submit import SubmitReport, start_of_utc_day, submit_pending
 
@@ -107,6 +108,7 @@ async def _poll(settings: PipelineSettings, store: StateStore, providers: list[s
                 await reconcile_unknown(store, clients[provider])
             except ProviderError as error:  # the list call failed: try again next tick
                 log.info("reconciliation at %s postponed: %s", provider, error)
+        await enforce_daily_budget(store, clients, settings)
         return await poll_once(store, clients, settings)
 
 

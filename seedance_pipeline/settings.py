@@ -43,6 +43,21 @@ class PipelineSettings:
             caps.append(SpendCap("run", self.run_budget_usd, run_id=run_id))
         return caps
 
+    def budget_metadata(self, store: StateStore, batch: str | None = None) -> dict[str, float]:
+        """Spend so far and budget left, for materialisation metadata and the headless summary."""
+        from seedance_pipeline.submission.submit import start_of_utc_day
+
+        spent = store.spend(start_of_utc_day())
+        values = {"spent_today_usd": round(spent, 6)}
+        if self.daily_budget_usd is not None:
+            values |= {"daily_budget_usd": self.daily_budget_usd,
+                       "budget_left_today_usd": round(max(0.0, self.daily_budget_usd - spent), 6)}  # fmt: skip
+        if batch is not None and self.batch_budget_usd is not None:
+            batch_spent = store.spend(batch=batch)
+            values |= {"batch_spent_usd": round(batch_spent, 6),
+                       "batch_budget_left_usd": round(max(0.0, self.batch_budget_usd - batch_spent), 6)}  # fmt: skip
+        return values
+
     def in_flight_limit(self, provider: str) -> int:
         return self.max_in_flight.get(provider, load_facts().providers[provider].max_in_flight)
 

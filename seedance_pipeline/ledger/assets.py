@@ -78,6 +78,7 @@ def batch_ledger(
             "cost_usd": total,
             "cost_usd_estimated": float(written["cost_usd_estimated"].fillna(0).sum()),
             "sandbox_rows": sandbox_rows,
+            **settings.budget_metadata(settings.store(), context.partition_key),
             "SANDBOX": dg.MetadataValue.text(
                 "yes: rows from the local emulator" if sandbox_rows else "no"
             ),

@@ -128,6 +128,9 @@ def write_partition(ledger_dir: str | Path, batch: str, table: pa.Table) -> Path
     temporary = target.with_name(
         f".part-0.{uuid.uuid4().hex}.tmp"
     )  # dot-files are ignored by readers
-    pq.write_table(table, temporary)
-    os.replace(temporary, target)
+    try:
+        pq.write_table(table, temporary)
+        os.replace(temporary, target)  # atomic: readers see the old file or the new one
+    finally:
+        temporary.unlink(missing_ok=True)
     return target

@@ -52,6 +52,10 @@ def submission_asset(provider: str) -> dg.AssetsDefinition:
                 "pending": sum(r.status == PENDING for r in records),
                 "in_flight": sum(r.status in ACTIVE for r in records),
                 "sandbox_requests": len(sandbox),
+                "in_flight_limit_now": store.current_limit(
+                    provider, settings.in_flight_limit(provider)
+                ),
+                **settings.budget_metadata(store, batch),
             }
         )
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.state.store import IN_FLIGHT, PENDING, REJECTED, SUCCEEDED
@@ -110,6 +111,11 @@ def test_ledger_materialisations_carry_metadata_and_pass_their_checks(pipeline: 
     meta = result.asset_materializations_for_node("batch_ledger")[0].metadata
     assert meta["rows"].value == 3 and meta["status_succeeded"].value == 3
     assert meta["sandbox_rows"].value == 3 and meta["cost_usd"].value > 0
+    spent = pipeline.resource.settings().store().spend()  # both batches, all today
+    assert meta["spent_today_usd"].value == pytest.approx(spent) and spent > meta["cost_usd"].value
+    assert meta["budget_left_today_usd"].value == pytest.approx(
+        25.0 - meta["spent_today_usd"].value
+    )
     checks = result.get_asset_check_evaluations()
     assert {c.check_name: c.passed for c in checks} == {
         "one_row_per_request": True, "succeeded_rows_have_verified_videos": True, "paid_videos_kept": True,

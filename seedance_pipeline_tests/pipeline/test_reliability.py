@@ -222,3 +222,32 @@ def test_one_bad_record_does_not_starve_a_polling_pass(tmp_path: Path, make_imag
     poll_tick(settings)
     assert store.records(provider="novita")[0].status == "succeeded"
     assert store.get(segmind.request_id).status == "in_flight"  # type: ignore[union-attr]
+
+
+def test_a_budget_stop_cancels_queued_tasks_where_the_provider_allows(
+    tmp_path: Path, make_image: ImageFactory
+) -> None:
+    with EmulatorServer(EmulatorConfig(queued_s=30, running_s=1)) as emulator:
+        rows = [{"provider": "modelark", "seed": i} for i in range(4)] + [
+            {"provider": "novita", "seed": 9}
+        ]
+        catalog = catalog_of(tmp_path, make_image, rows)
+        settings = PipelineSettings(
+            data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url
+        )
+        refresh_catalog(settings)
+        submit_batch(settings, "default", ["modelark", "novita"])
+        store = settings.store()
+        each = store.records(provider="modelark")[0].cost_usd_estimated
+        committed = store.spend()
+        # The operator lowers today's cap below what is already committed: a budget stop.
+        lowered = dataclasses.replace(settings, daily_budget_usd=committed - 2.5 * each)
+        poll_tick(lowered)
+        cancelled = store.records(statuses=["cancelled"])
+        assert len(cancelled) == 3 and {r.provider for r in cancelled} == {
+            "modelark"
+        }  # Novita cannot cancel
+        assert all(r.cost_usd == 0 and r.error_kind == "budget_stop" for r in cancelled)
+        assert store.spend() <= lowered.daily_budget_usd + 1e-9  # type: ignore[operator]
+        at_provider = {t.id: t.status(time.time()).value for t in emulator.state.tasks("modelark")}
+        assert sorted(at_provider.values()) == ["cancelled", "cancelled", "cancelled", "queued"]
