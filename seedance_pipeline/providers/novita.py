@@ -18,6 +18,7 @@ from seedance_pipeline.providers.base import (
     kind_for_status,
     require_dict,
 )
+from seedance_pipeline.providers.facts import OPTIONS
 from seedance_pipeline.providers.images import image_reference
 from seedance_pipeline.providers.models import (
     ErrorKind,
@@ -75,15 +76,9 @@ class NovitaAdapter(ProviderAdapter):
             body[model.aspect_ratio_field] = request.aspect_ratio
         if request.last_image is not None:
             body["last_image"] = image_reference(request.last_image)
-        for option in (
-            "camera_fixed",
-            "seed",
-            "watermark",
-            "generate_audio",
-            "service_tier",
-            "fps",
-            "execution_expires_after",
-        ):
+        for option in OPTIONS:  # the body uses the option names themselves
+            if option == "last_image":
+                continue
             value = getattr(request, option)
             if value is not None:
                 body[option] = value
