@@ -6,10 +6,16 @@ import argparse
 import sys
 
 from seedance_pipeline.emulator import EmulatorConfig, serve
+from seedance_pipeline.providers.facts import load_facts
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    config = EmulatorConfig(queued_s=args.queued_s, running_s=args.running_s, seed=args.seed)
+    limits = (
+        {name: args.max_in_flight for name in load_facts().providers} if args.max_in_flight else {}
+    )
+    config = EmulatorConfig(
+        queued_s=args.queued_s, running_s=args.running_s, seed=args.seed, max_in_flight=limits
+    )
     try:
         serve(args.host, args.port, config, port_file=args.port_file, idle_exit_s=args.idle_exit_s)
     except ValueError as exc:
@@ -105,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Image catalog → Seedance image-to-video providers → Parquet ledger.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "bench", help="measure the pipeline against baselines; writes BENCHMARKS.md", add_help=False
+    )
     run = commands.add_parser(
         "run",
         help="run the pipeline headless until every request of the catalog is terminal",
@@ -161,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=int, default=8787, help="port (default 8787)")
     emulator.add_argument("--queued-s", type=float, default=2.0, help="seconds a task stays queued")
     emulator.add_argument("--running-s", type=float, default=8.0, help="seconds a task then runs")
+    emulator.add_argument(
+        "--max-in-flight", type=int, help="per-key limit of tasks in flight, every provider"
+    )
     emulator.add_argument("--seed", type=int, default=0, help="seed of the fault-injection dice")
     emulator.add_argument(
         "--port-file", help="write {url, pid} here once listening (useful with --port 0)"
@@ -173,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its own options: see `seedance-pipeline bench --help`
+        from seedance_pipeline.bench import main as bench
+
+        return bench(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

@@ -13,6 +13,17 @@ from seedance_pipeline.state.store import SpendCap, StateStore, default_state_ur
 SANDBOX_URL_ENV = "SEEDANCE_SANDBOX_URL"
 
 
+_STORES: dict[str, StateStore] = {}
+
+
+def store_for(url: str) -> StateStore:
+    """One store (one engine and connection pool) per URL per process: engines are costly to make
+    and are meant to be shared."""
+    if url not in _STORES:
+        _STORES[url] = StateStore(url)
+    return _STORES[url]
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     data_dir: str = "data"
@@ -76,7 +87,7 @@ class PipelineSettings:
             or os.environ.get("SEEDANCE_STATE_URL")
             or default_state_url(self.data_dir)
         )
-        return StateStore(url)
+        return store_for(url)
 
     def explicit_sandbox_url(self) -> str | None:
         return self.sandbox_url or os.environ.get(SANDBOX_URL_ENV) or None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
@@ -111,4 +112,12 @@ def image_reference(ref: str) -> str:
     """What goes on the wire for an image: URLs as they are, local files as data: URIs."""
     if is_url(ref):
         return ref
-    return data_uri(Path(ref).read_bytes())
+    stat = Path(ref).stat()
+    return _local_data_uri(ref, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _local_data_uri(path: str, mtime_ns: int, size: int) -> str:
+    """Catalogs reuse images: encode each file once (keyed by path, mtime and size, so an edited
+    file is read again)."""
+    return data_uri(Path(path).read_bytes())

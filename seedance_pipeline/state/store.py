@@ -83,6 +83,8 @@ requests_table = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+sa.Index("requests_provider_status", requests_table.c.provider, requests_table.c.status)
+
 transitions_table = sa.Table(
     "transitions",
     metadata,
@@ -379,7 +381,10 @@ class StateStore:
             return lowered
 
     def note_accepted(self, provider: str, configured: int) -> int:
-        """An accepted task: raise the limit by one, back toward the configured one."""
+        """An accepted task: raise the limit by one, back toward the configured one (no write at
+        all in the common case, where the limit was never lowered)."""
+        if self.current_limit(provider, configured) >= configured:
+            return configured
         with self._tx() as conn:
             current = self._lock_provider(conn, provider)
             if current is None or current >= configured:
