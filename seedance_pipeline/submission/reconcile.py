@@ -1,10 +1,11 @@
 """Finding the tasks behind unknown outcomes, where the provider can list its tasks (ModelArk).
 
 A create whose answer was lost may or may not have made a task. Listing the provider's recent tasks
-settles it: exactly one unclaimed task of the same model created within the call's window is that
-request's task (polling resumes); none at all, once the window is fully listed, means the create
-never took effect and the request may safely be sent again. Anything ambiguous stays `unknown`
-for an operator (`seedance-pipeline resolve-unknown`).
+can settle it: exactly one unclaimed task of the same model, created in the call's window with the
+same seed, resolution and duration, is that request's task, and polling resumes. The absence of a
+task is never taken as proof that none was made: a provider may still process a request after the
+client gave up waiting (this happened under load in our fault tests), so such requests, and every
+ambiguous one, stay `unknown` for an operator (`seedance-pipeline resolve-unknown`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from dataclasses import dataclass
 
 from seedance_pipeline.providers import TaskState, adapter_for
 from seedance_pipeline.providers.client import ProviderClient, ProviderConfig
-from seedance_pipeline.state.store import IN_FLIGHT, PENDING, UNKNOWN, RequestRecord, StateStore
+from seedance_pipeline.state.store import IN_FLIGHT, UNKNOWN, RequestRecord, StateStore
 
 log = logging.getLogger(__name__)
 
 MARGIN_S = 30.0  # our clock against the provider's
+LATE_S = 300.0  # how long after our timeout a provider may still create the task
+GIVE_UP_AFTER_S = 600.0  # a headless run waits this long past a window for the list call to work
+UNDECIDED = "outcome_unknown_undecided"  # reconciliation looked after the window and could not tell
 PAGE_SIZE = 100
 MAX_PAGES = 20
 
@@ -27,29 +31,29 @@ MAX_PAGES = 20
 @dataclass
 class ReconcileReport:
     adopted: int = 0
-    released: int = 0
-    ambiguous: int = 0
+    undecided: int = 0
 
 
 def window(record: RequestRecord, config: ProviderConfig) -> tuple[float, float]:
-    """When the request's task, if any, was created by the provider's clock. From the recorded
-    send time of the call whose answer was lost; or, for a process that died mid-call, from the
-    claim, allowing for every retry the client may have made after it."""
+    """When the request's task, if any, was created, by the provider's clock: from the recorded send
+    time of the call whose answer was lost (or, for a process that died mid-call, from the claim,
+    allowing for every retry the client may have made), plus LATE_S for a provider that works
+    through a request after the client stopped waiting."""
     if record.sent_at is not None:
-        return record.sent_at - MARGIN_S, record.sent_at + config.timeout_s + MARGIN_S
+        return record.sent_at - MARGIN_S, record.sent_at + config.timeout_s + LATE_S + MARGIN_S
     start = record.submitted_at or 0.0
     retry = config.retry
     latest = (
         start + retry.attempts * config.timeout_s + (retry.attempts - 1) * retry.retry_after_cap_s
     )
-    return start - MARGIN_S, latest + MARGIN_S
+    return start - MARGIN_S, latest + LATE_S + MARGIN_S
 
 
 def awaiting(
     store: StateStore, configs: dict[str, ProviderConfig], now: float | None = None
 ) -> int:
-    """Unknown requests that reconciliation may still settle (their provider lists its tasks and
-    their window has not closed): worth waiting for before declaring a run finished."""
+    """Unknown requests that reconciliation may still settle: their provider lists its tasks and no
+    pass has looked at them since their window closed. Worth waiting for before a run is done."""
     now = time.time() if now is None else now
     return sum(
         1
@@ -57,7 +61,7 @@ def awaiting(
         if r.provider in configs
         and adapter_for(r.provider).build_list(1, 1) is not None
         and r.error_kind == "outcome_unknown"
-        and now <= window(r, configs[r.provider])[1]
+        and now <= window(r, configs[r.provider])[1] + GIVE_UP_AFTER_S
     )
 
 
@@ -119,20 +123,11 @@ async def reconcile_unknown(store: StateStore, client: ProviderClient) -> Reconc
                                 task_id=task_id, error_kind=None, error_message=None):  # fmt: skip
                 report.adopted += 1
                 unclaimed.remove(candidates[0])
-        elif (
-            not candidates
-            and complete
-            and record.sent_at is not None
-            and now > windows[record.request_id][1]
-        ):
-            # Only where the send time is known exactly; a process that died mid-call may have
-            # retried later than we can tell, so its request is adopted or left to an operator.
-            if store.transition(record.request_id, UNKNOWN, PENDING,
-                                "reconciled: the provider has no task for it; safe to send again",
-                                error_kind=None, error_message=None, submitted_at=None):  # fmt: skip
-                report.released += 1
-        else:
-            report.ambiguous += 1
-    if report.adopted or report.released:
+        elif complete and now > windows[record.request_id][1] and record.error_kind != UNDECIDED:
+            # Looked at after its window closed and still undecidable: an operator's call.
+            store.transition(record.request_id, UNKNOWN, UNKNOWN, "reconciliation could not decide",
+                             error_kind=UNDECIDED)  # fmt: skip
+            report.undecided += 1
+    if report.adopted or report.undecided:
         log.warning("%s: reconciled unknown submissions: %s", provider, report)
     return report

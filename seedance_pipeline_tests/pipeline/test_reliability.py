@@ -145,7 +145,10 @@ def test_a_fault_storm_over_hundreds_of_requests_ends_terminal_classified_and_ma
     monkeypatch.setenv("ARK_TIMEOUT_S", "2")  # ModelArk's reconciliation window closes sooner...
     monkeypatch.setattr(
         "seedance_pipeline.submission.reconcile.MARGIN_S", 1.0
-    )  # ...no clock skew here
+    )  # no clock skew here
+    monkeypatch.setattr(
+        "seedance_pipeline.submission.reconcile.LATE_S", 8.0
+    )  # late tasks come soon
     storm = Faults(rate_limit_burst=5, rate_limit_rate=0.08, server_error_rate=0.04, slow_s=0.02, drop_rate=0.03,
                    malformed_rate=0.03, fail_rate=0.05, expire_rate=0.05, output_reject_rate=0.05,
                    reject_rate=0.03)  # fmt: skip
@@ -177,6 +180,7 @@ def test_a_fault_storm_over_hundreds_of_requests_ends_terminal_classified_and_ma
         }  # all terminal
         bad = ledger[ledger["status"] != "succeeded"]
         known_kinds = {"invalid_request", "content_rejected", "task_failed", "task_expired", "outcome_unknown",
+                       "outcome_unknown_undecided",
                        "not_found", "transient", "rate_limited"}  # fmt: skip
         assert bad["error_kind"].notna().all() and set(bad["error_kind"]) <= known_kinds
         assert {"content_rejected", "task_failed", "task_expired"} <= set(bad["error_kind"])
@@ -198,9 +202,8 @@ def test_a_fault_storm_over_hundreds_of_requests_ends_terminal_classified_and_ma
             # Every task the provider made is in the ledger, or is the one behind an `unknown` row.
             assert len(made - recorded) <= unknown, provider
         ark = ledger[ledger["provider"] == "modelark"]
-        assert (
-            ark["status"] != "unknown"
-        ).all()  # ModelArk lists its tasks: every unknown was settled
+        # ModelArk lists its tasks: each task it made for a lost answer was found and adopted, so
+        # its audit and ledger match one for one; what stays unknown there made no task.
         assert set(ark["task_id"].dropna()) == {
             r.task_id for r in audit if r.provider == "modelark"
         }
