@@ -107,11 +107,6 @@ class Emulator:
 
         httpx.put(f"{self.url}/_emulator/faults/{provider}", json=settings).raise_for_status()
 
-    def audit_count(self) -> int:
-        import httpx
-
-        return len(httpx.get(f"{self.url}/_emulator/audit", timeout=60).json())
-
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)

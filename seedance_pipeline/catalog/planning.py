@@ -140,10 +140,6 @@ def _empty(value: Any) -> bool:
     )
 
 
-def _text(value: Any) -> str | None:
-    return None if _empty(value) else str(value).strip()
-
-
 def _integer(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("not a whole number")

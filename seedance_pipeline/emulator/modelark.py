@@ -217,14 +217,21 @@ class ModelArkDialect(Dialect):
             payload["service_tier"] = p["service_tier"]
         return payload
 
-    async def get_task(self, request: Request) -> Response:
-        try:
-            await self.gate(request, "poll")
-        except Reject as reject:
-            return reject.response
+    async def _task_of(self, request: Request) -> EmulatedTask:
+        """The task named in the path, after the gate; a 404 in ModelArk's shape when unknown."""
+        await self.gate(request, "poll")
         task = self.state.task(self.name, request.path_params["task_id"])
         if task is None:
-            return self.error(request, 404, "ResourceNotFound", "the task does not exist", "id")
+            raise Reject(
+                self.error(request, 404, "ResourceNotFound", "the task does not exist", "id")
+            )
+        return task
+
+    async def get_task(self, request: Request) -> Response:
+        try:
+            task = await self._task_of(request)
+        except Reject as reject:
+            return reject.response
         return await self.answer("poll", self.task_payload(request, task))
 
     async def list_tasks(self, request: Request) -> Response:
@@ -252,12 +259,9 @@ class ModelArkDialect(Dialect):
 
     async def delete_task(self, request: Request) -> Response:
         try:
-            await self.gate(request, "poll")
+            task = await self._task_of(request)
         except Reject as reject:
             return reject.response
-        task = self.state.task(self.name, request.path_params["task_id"])
-        if task is None:
-            return self.error(request, 404, "ResourceNotFound", "the task does not exist", "id")
         status = task.status(time.time())
         if status is TaskStatus.RUNNING:
             return self.error(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import json
 import random
 import secrets
 import threading
@@ -326,9 +325,6 @@ class EmulatorState:
     def audit(self, provider: str | None = None) -> list[AuditRecord]:
         with self._lock:
             return [r for r in self._audit if provider is None or r.provider == provider]
-
-    def audit_json(self) -> str:
-        return json.dumps([r.as_dict() for r in self.audit()])
 
     def record_video_download(self, token: str, headers: dict[str, str]) -> None:
         sent_credentials = any(h in headers for h in ("authorization", "x-api-key"))

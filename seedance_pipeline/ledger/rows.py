@@ -19,8 +19,6 @@ from seedance_pipeline.providers import adapter_for
 from seedance_pipeline.providers.facts import load_facts
 from seedance_pipeline.state.store import OPEN, RequestRecord
 
-LEDGER_STATUSES = ("succeeded", "failed", "rejected", "expired", "cancelled", "unknown", "pending")
-
 SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),

@@ -1,8 +1,9 @@
 """One polling pass over the tasks in flight: concurrent, time-boxed, least-recently-polled first.
 
-The pass is what the Dagster sensor runs on each tick and what the headless command loops on. It
-stops starting new polls when its time box is spent, so a tick stays well under Dagster's 60 s
-sensor timeout whatever the backlog; the next tick starts with the tasks this one did not reach.
+The pass is what the Dagster sensor runs on each tick and what the headless command loops on. When
+its time box is spent it starts no new poll and cancels those still running (polls and downloads
+are safe to repeat), so a tick stays well under Dagster's 60 s sensor timeout whatever the backlog;
+the next tick starts with the tasks this one did not reach.
 """
 
 from __future__ import annotations

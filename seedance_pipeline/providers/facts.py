@@ -86,10 +86,6 @@ class ModelSpec:
             return f"{self.duration_range[0]} to {self.duration_range[1]} s"
         return " or ".join(str(d) for d in self.durations) + " s"
 
-    @property
-    def max_duration(self) -> int:
-        return self.duration_range[1] if self.duration_range else max(self.durations)
-
 
 @dataclass(frozen=True)
 class ProviderSpec:
