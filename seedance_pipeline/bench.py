@@ -295,31 +295,41 @@ def case_capacity(scale: float, repeats: int, work: Path) -> Result:
 def case_ledger(scale: float, repeats: int, work: Path) -> Result:
     import pyarrow.parquet as pq
 
-    from seedance_pipeline.ledger.rows import ledger_table, write_partition
+    from seedance_pipeline.pipeline import write_batch_ledger
     from seedance_pipeline.state.store import SUCCEEDED, RequestRecord
 
     count = max(1000, int(1_000_000 * scale))
+    settings = _settings(work / "ledger-data", work / "unused.csv", "")
+    store = settings.store()
     request = {"prompt": "a slow pan over the sea", "image": "/data/images/i0.jpg", "resolution": "480p",
-               "seed": 1, "camera_fixed": False}  # fmt: skip
-    records = [
-        RequestRecord(request_id=f"{n:032x}", batch="b", catalog_row=n, provider="modelark",
-                      model="seedance-1-0-lite-i2v-250428", request=request, status=SUCCEEDED, image_id=f"i{n}",
-                      task_id=f"cgt-{n}", tokens=40_500, cost_usd_estimated=0.0729, cost_usd=0.0729,
-                      video_uri=f"/data/videos/b/{n:032x}.mp4", video_sha256="0" * 64, video_bytes=9000,
-                      video_width=864, video_height=480, video_fps=24.0, video_duration_s=5.042,
-                      submitted_at=1.7e9, completed_at=1.7e9 + 60, sandbox=True)
-        for n in range(count)
-    ]  # fmt: skip
-    started = time.perf_counter()
-    path = write_partition(work / "ledger", "b", ledger_table(records))
-    write_s = time.perf_counter() - started
-    del records
-    started = time.perf_counter()
-    rows = pq.read_table(path).num_rows
-    read_s = time.perf_counter() - started
-    ok = write_s <= 10 and read_s <= 10 and rows == count
+               "camera_fixed": False}  # fmt: skip
+    for start in range(
+        0, count, 50_000
+    ):  # the store is filled a chunk at a time (setup, not timed)
+        store.add_new(
+            RequestRecord(request_id=f"{n:032x}", batch="b", catalog_row=n, provider="modelark",
+                          model="seedance-1-0-lite-i2v-250428", request=request | {"seed": n}, status=SUCCEEDED,
+                          image_id=f"i{n}", task_id=f"cgt-{n}", tokens=40_500, cost_usd_estimated=0.0729,
+                          cost_usd=0.0729, video_uri=f"/data/videos/b/{n:032x}.mp4", video_sha256="0" * 64,
+                          video_bytes=9000, video_width=864, video_height=480, video_fps=24.0,
+                          video_duration_s=5.042, submitted_at=1.7e9, completed_at=1.7e9 + 60, sandbox=True)
+            for n in range(start, min(count, start + 50_000))
+        )  # fmt: skip
+    writes, reads = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        ledger = write_batch_ledger(settings, "b")
+        writes.append(time.perf_counter() - started)
+        del ledger
+        started = time.perf_counter()
+        rows = pq.read_table(settings.ledger_dir).num_rows
+        reads.append(time.perf_counter() - started)
+        assert rows == count, rows
+    write_s, read_s = statistics.median(writes), statistics.median(reads)
+    ok = write_s <= 10 and read_s <= 10
     return Result("ledger", f"write {write_s:.1f} s, read {read_s:.1f} s", "—", "—",
-                  "≤ 10 s each, peak ≤ 2 GiB", ok, notes=[f"{count:,} rows (records built in memory first)"])  # fmt: skip
+                  "≤ 10 s each, peak ≤ 2 GiB", ok,
+                  notes=[f"{count:,} rows, written from the SQLite state store as the ledger asset does"])  # fmt: skip
 
 
 def case_catalog(scale: float, repeats: int, work: Path) -> Result:

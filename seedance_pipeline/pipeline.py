@@ -20,7 +20,7 @@ from seedance_pipeline.catalog.planning import (
     plan_catalog,
     read_catalog,
 )
-from seedance_pipeline.ledger.rows import ledger_table, write_partition
+from seedance_pipeline.ledger.rows import store_ledger_table, write_partition
 from seedance_pipeline.polling.poll import PollReport, poll_once
 from seedance_pipeline.providers import ProviderError, adapter_for
 from seedance_pipeline.providers.client import ProviderConfig
@@ -32,7 +32,6 @@ from seedance_pipeline.state.store import (
     IN_FLIGHT,
     PENDING,
     UNKNOWN,
-    RequestRecord,
     StateStore,
 )
 from seedance_pipeline.submission.budget import enforce_daily_budget
@@ -131,14 +130,16 @@ def poll_tick(settings: PipelineSettings) -> PollReport:
 class BatchLedger:
     path: Path
     table: pa.Table
-    records: list[RequestRecord]
+    request_ids: set[str]  # what the store holds for the batch, to check the ledger against
+    cost_usd: float
 
 
 def write_batch_ledger(settings: PipelineSettings, batch: str) -> BatchLedger:
-    records = settings.store().records(batch=batch)
-    table = ledger_table(records)
+    store = settings.store()
+    table = store_ledger_table(store, batch)
     path = write_partition(settings.ledger_dir, batch, table)
-    return BatchLedger(path, table, records)
+    request_ids, cost = store.batch_totals(batch)
+    return BatchLedger(path, table, request_ids, cost)
 
 
 def submittable_batches(settings: PipelineSettings, store: StateStore) -> list[str]:

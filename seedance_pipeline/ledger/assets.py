@@ -48,16 +48,14 @@ def batch_ledger(
     ledger = write_batch_ledger(settings, context.partition_key)
     written = pq.read_table(ledger.path).to_pandas()  # read back what readers will see
     statuses = Counter(written["status"])
-    total = float(sum(r.cost_usd or 0.0 for r in ledger.records))
+    total = ledger.cost_usd
     sandbox_rows = int(written["sandbox"].fillna(False).sum())
     if sandbox_rows:
         context.log.warning(
             f"SANDBOX: {sandbox_rows} rows of this ledger come from the local emulator, not a provider"
         )
 
-    outcomes = ledger_checks(
-        written, {r.request_id for r in ledger.records}, total, api_key_values()
-    )
+    outcomes = ledger_checks(written, ledger.request_ids, total, api_key_values())
     checks = [
         dg.AssetCheckResult(
             check_name=o.name,

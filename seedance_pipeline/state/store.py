@@ -84,6 +84,7 @@ requests_table = sa.Table(
 )
 
 sa.Index("requests_provider_status", requests_table.c.provider, requests_table.c.status)
+sa.Index("requests_batch_row", requests_table.c.batch, requests_table.c.catalog_row)  # ledger order
 
 transitions_table = sa.Table(
     "transitions",
@@ -217,6 +218,8 @@ class StateStore:
                         conn.execute(
                             sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
                         )
+                for index in table.indexes:  # indexes added since, too (create_all skips them)
+                    index.create(conn, checkfirst=True)
 
     def _ensure_lock_rows(self) -> None:
         """One lock row per provider, and one for budgets, made up front so that concurrent first
@@ -253,12 +256,15 @@ class StateStore:
         if not records:
             return 0
         now = time.time()
+        ids = [rec.request_id for rec in records]
         with self._tx() as conn:
-            known = {
-                r for (r,) in conn.execute(sa.select(requests_table.c.request_id).where(
-                    requests_table.c.request_id.in_([rec.request_id for rec in records])
-                ))
-            }  # fmt: skip
+            known: set[str] = set()
+            for start in range(
+                0, len(ids), 10_000
+            ):  # drivers cap bound parameters (psycopg: 65,535)
+                known.update(conn.execute(sa.select(requests_table.c.request_id).where(
+                    requests_table.c.request_id.in_(ids[start:start + 10_000])
+                )).scalars())  # fmt: skip
             fresh = [rec for rec in records if rec.request_id not in known]
             for rec in fresh:
                 rec.updated_at = now
@@ -484,6 +490,34 @@ class StateStore:
             query = query.limit(limit)
         with self.engine.connect() as conn:
             return [RequestRecord.from_row(row) for row in conn.execute(query)]
+
+    def batch_row_chunks(
+        self, batch: str, columns: Sequence[str], size: int = 50_000
+    ) -> Iterator[tuple[list[str], Sequence[sa.Row[Any]]]]:
+        """A batch's rows in catalog order as (column names, rows), a chunk at a time: a ledger of
+        a million rows never holds a million Python records at once."""
+        c = requests_table.c
+        query = (
+            sa.select(*(c[name] for name in columns))
+            .where(c.batch == batch)
+            .order_by(c.catalog_row)
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=size).execute(query)
+            names = list(result.keys())
+            for part in result.partitions():
+                yield names, part
+
+    def batch_totals(self, batch: str) -> tuple[set[str], float]:
+        """The batch's request ids and its actual cost, straight from the store (what the ledger
+        written from it is checked against)."""
+        c = requests_table.c
+        with self.engine.connect() as conn:
+            ids = {i for (i,) in conn.execute(sa.select(c.request_id).where(c.batch == batch))}
+            total = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0)).where(c.batch == batch)
+            ).scalar_one()
+        return ids, float(total)
 
     def counts(self, batch: str | None = None) -> dict[str, int]:
         c = requests_table.c

@@ -9,7 +9,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from seedance_pipeline.ledger import rows
-from seedance_pipeline.state.store import PENDING, SUCCEEDED, RequestRecord
+from seedance_pipeline.state.store import (
+    IN_FLIGHT,
+    PENDING,
+    REJECTED,
+    SUCCEEDED,
+    RequestRecord,
+    StateStore,
+)
 
 
 def record(i: int, status: str = SUCCEEDED) -> RequestRecord:
@@ -45,3 +52,42 @@ def test_a_crash_mid_write_leaves_the_previous_version_readable(
     ledger = pd.read_parquet(tmp_path)
     assert list(ledger["request_id"]) == ["r1"]
     assert [p.name for p in (tmp_path / "batch=alpha").iterdir()] == ["part-0.parquet"]  # no debris
+
+
+def test_the_ledger_built_from_the_store_in_chunks_keeps_every_value(tmp_path: Path) -> None:
+    store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    seeded = RequestRecord(request_id="r9", batch="b", catalog_row=9, provider="modelark",
+                           model="seedance-1-0-lite-i2v-250428", status=IN_FLIGHT, task_id="cgt-9",
+                           request={"prompt": 'say "hi"\nthen go', "image": "y.jpg", "seed": 42, "duration": 10,
+                                    "camera_fixed": True, "resolution": "1080p", "aspect_ratio": "16:9"})  # fmt: skip
+    unknown_model = RequestRecord(request_id="r5", batch="b", catalog_row=5, provider="novita", model="nope",
+                                  request={"prompt": "p", "image": "z.png"}, status=REJECTED,
+                                  error_kind="invalid_request", error_message="unknown model")  # fmt: skip
+    other_batch = RequestRecord(request_id="x", batch="other", catalog_row=0, provider="novita",
+                                model="seedance-v1-lite-i2v", request={"prompt": "p", "image": "x.png"}, status=PENDING)  # fmt: skip
+    store.add_new([record(1), record(2, PENDING), seeded, unknown_model, other_batch])
+    table = rows.store_ledger_table(store, "b", chunk_size=2)  # three chunks
+    assert table.schema == rows.SCHEMA
+    ledger = table.to_pylist()
+    assert [r["request_id"] for r in ledger] == [
+        "r1",
+        "r2",
+        "r5",
+        "r9",
+    ]  # catalog order, batch only
+    assert (
+        ledger
+        == rows.ledger_table([record(1), record(2, PENDING), unknown_model, seeded]).to_pylist()
+    )  # the same rows as from records held in memory
+    r9 = ledger[3]
+    assert (r9["prompt"], r9["seed"], r9["duration_s"], r9["camera_fixed"], r9["resolution"]) == (
+        'say "hi"\nthen go', 42, 10, True, "1080p")  # fmt: skip
+    assert (r9["status"], r9["task_id"], r9["cost_usd"]) == (
+        "pending",
+        "cgt-9",
+        0.0,
+    )  # open: pending
+    r5 = ledger[2]
+    assert (r5["status"], r5["resolution"], r5["duration_s"]) == ("rejected", None, None)
+    assert ledger[0]["submitted_at"].timestamp() == 1.7e9 and ledger[0]["resolution"] == "720p"
+    assert rows.store_ledger_table(store, "absent").num_rows == 0

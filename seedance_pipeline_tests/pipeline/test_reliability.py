@@ -130,8 +130,8 @@ def test_expired_urls_are_signed_again_where_possible_and_lost_videos_are_flagge
         from seedance_pipeline.ledger.checks import ledger_checks
 
         ledger = write_batch_ledger(settings, "default")
-        outcomes = {o.name: o for o in ledger_checks(ledger.table.to_pandas(), {r.request_id for r in ledger.records},
-                                                      sum(r.cost_usd or 0 for r in ledger.records), [])}  # fmt: skip
+        outcomes = {o.name: o for o in ledger_checks(ledger.table.to_pandas(), ledger.request_ids,
+                                                      ledger.cost_usd, [])}  # fmt: skip
         assert (
             not outcomes["paid_videos_kept"].passed
             and outcomes["paid_videos_kept"].metadata["lost"] == 1
