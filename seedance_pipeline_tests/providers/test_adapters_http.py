@@ -518,9 +518,10 @@ def test_redirects_are_not_followed_so_the_key_stays_home(make_image: ImageFacto
 
 def test_the_default_client_sends_the_key_only_to_its_base_url(emulator: EmulatorServer) -> None:
     client = client_for(emulator, "novita", api_key="sk-abc")
-    http = client._http
-    assert http.follow_redirects is False
-    assert str(http.base_url).startswith(emulator.base_url("novita"))
+    assert len(client._pools) == 8
+    for http in client._pools:  # every pool: no redirects, the provider's base URL only
+        assert http.follow_redirects is False
+        assert str(http.base_url).startswith(emulator.base_url("novita"))
     assert "sk-abc" not in repr(client.config)
     run(client.aclose())
 
