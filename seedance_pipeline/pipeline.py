@@ -9,7 +9,6 @@ import logging
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 import fsspec
 import pyarrow as pa
@@ -129,7 +128,7 @@ def poll_tick(settings: PipelineSettings) -> PollReport:
 
 @dataclass(frozen=True)
 class BatchLedger:
-    path: Path
+    path: str  # the partition file: an absolute path or an fsspec URL
     table: pa.Table
     records: list[RequestRecord]
 
@@ -137,7 +136,7 @@ class BatchLedger:
 def write_batch_ledger(settings: PipelineSettings, batch: str) -> BatchLedger:
     records = settings.store().records(batch=batch)
     table = ledger_table(records)
-    path = write_partition(settings.ledger_dir, batch, table)
+    path = write_partition(settings.ledger, batch, table)
     return BatchLedger(path, table, records)
 
 
