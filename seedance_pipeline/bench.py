@@ -322,7 +322,7 @@ def case_ledger(scale: float, repeats: int, work: Path) -> Result:
         writes.append(time.perf_counter() - started)
         del ledger
         started = time.perf_counter()
-        rows = pq.read_table(settings.ledger_dir).num_rows
+        rows = pq.read_table(settings.ledger).num_rows
         reads.append(time.perf_counter() - started)
         assert rows == count, rows
     write_s, read_s = statistics.median(writes), statistics.median(reads)

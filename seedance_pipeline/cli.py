@@ -36,6 +36,8 @@ def _run(args: argparse.Namespace) -> int:
             daily_budget_usd=None if args.daily_budget_usd < 0 else args.daily_budget_usd,
             batch_budget_usd=args.batch_budget_usd,
             run_budget_usd=args.run_budget_usd,
+            ledger_url=args.ledger_url,
+            videos_url=args.videos_url,
             stale_submission_s=args.stale_submission_s,
             timeout_s=args.timeout_s,
             progress=not args.no_progress,
@@ -126,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--catalog", default="data/catalog.csv", help="CSV or Parquet, path or fsspec URL"
     )
     run.add_argument("--data-dir", default="data", help="state store, ledger and videos go here")
+    run.add_argument("--ledger-url", help="the ledger's folder, a path or fsspec URL (s3://bucket/prefix/"
+                     "ledger); default $SEEDANCE_LEDGER_URL, else <data dir>/ledger")  # fmt: skip
+    run.add_argument("--videos-url", help="where videos are copied, a path or fsspec URL; default "
+                     "$SEEDANCE_VIDEOS_URL, else <data dir>/videos")  # fmt: skip
     run.add_argument(
         "--daily-budget-usd", type=float, default=25.0, help="spend cap per UTC day (-1: none)"
     )

@@ -4,6 +4,7 @@ of the catalog is terminal. Useful for CI jobs, notebooks and machines without a
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections import Counter
@@ -18,7 +19,7 @@ from seedance_pipeline.catalog.planning import CatalogError
 from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.pipeline import reconciliation_pending
 from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.settings import LEDGER_URL_ENV, VIDEOS_URL_ENV, PipelineSettings
 from seedance_pipeline.state.store import ACTIVE, OPEN, PENDING, TERMINAL, StateStore
 from seedance_pipeline.submission.submit import start_of_utc_day
 
@@ -34,7 +35,7 @@ class RunSummary:
     cost_usd_estimated: float
     spent_today_usd: float
     daily_budget_usd: float | None
-    ledger_path: Path
+    ledger_path: str  # an absolute path or an fsspec URL
     sandbox_rows: int
     submitted: int
 
@@ -80,6 +81,8 @@ def run_headless(
     batch_budget_usd: float | None = None,
     run_budget_usd: float | None = None,
     sandbox_url: str | None = None,
+    ledger_url: str | None = None,
+    videos_url: str | None = None,
     stale_submission_s: float = 900.0,
     poll_interval_s: float = 1.0,
     timeout_s: float | None = None,
@@ -97,10 +100,16 @@ def run_headless(
         run_budget_usd=run_budget_usd,
         run_label=f"headless-{uuid.uuid4().hex[:12]}",  # one run budget for the whole command
         sandbox_url=sandbox_url,
+        # Like `dagster dev` (resources.resource_from_env): the environment moves them too.
+        ledger_url=ledger_url or os.environ.get(LEDGER_URL_ENV) or None,
+        videos_url=videos_url or os.environ.get(VIDEOS_URL_ENV) or None,
         stale_submission_s=stale_submission_s,
         poll_time_box_s=20.0,
     )
-    settings: PipelineSettings = resource.settings()
+    try:
+        settings: PipelineSettings = resource.settings()
+    except ValueError as exc:  # a location that cannot work (credentials in a URL, a bucket root)
+        raise CannotProceed(str(exc)) from None
     defs = build_definitions(resource)
     instance = dg.DagsterInstance.ephemeral()
     resources = {"seedance": resource}
@@ -180,7 +189,7 @@ def run_headless(
         cost_usd_estimated=sum(r.cost_usd_estimated for r in records if r.status != "rejected"),
         spent_today_usd=store.spend(start_of_utc_day()),
         daily_budget_usd=daily_budget_usd,
-        ledger_path=settings.ledger_dir,
+        ledger_path=settings.ledger,
         sandbox_rows=sum(1 for r in records if r.sandbox),
         submitted=submitted,
     )

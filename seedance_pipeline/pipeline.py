@@ -9,7 +9,6 @@ import logging
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 import fsspec
 import pyarrow as pa
@@ -128,7 +127,7 @@ def poll_tick(settings: PipelineSettings) -> PollReport:
 
 @dataclass(frozen=True)
 class BatchLedger:
-    path: Path
+    path: str  # the partition file: an absolute path or an fsspec URL
     table: pa.Table
     request_ids: set[str]  # what the store holds for the batch, to check the ledger against
     cost_usd: float
@@ -137,7 +136,7 @@ class BatchLedger:
 def write_batch_ledger(settings: PipelineSettings, batch: str) -> BatchLedger:
     store = settings.store()
     table = store_ledger_table(store, batch)
-    path = write_partition(settings.ledger_dir, batch, table)
+    path = write_partition(settings.ledger, batch, table)
     request_ids, cost = store.batch_totals(batch)
     return BatchLedger(path, table, request_ids, cost)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from seedance_pipeline.catalog.planning import CatalogDefaults
-from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.settings import LEDGER_URL_ENV, VIDEOS_URL_ENV, PipelineSettings
 
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -18,7 +18,8 @@ class SeedanceResource(dg.ConfigurableResource):
     data_dir: str = str(REPO_DATA)
     catalog: str = str(REPO_DATA / "catalog.csv")
     state_url: str | None = None
-    videos_url: str | None = None
+    videos_url: str | None = None  # any fsspec URL; credentials come from the environment
+    ledger_url: str | None = None  # any fsspec URL; reports go beside it
     default_provider: str = "novita"
     default_model: str | None = None
     default_batch: str = "default"
@@ -40,6 +41,7 @@ class SeedanceResource(dg.ConfigurableResource):
             catalog=self.catalog,
             state_url=self.state_url,
             videos_url=self.videos_url,
+            ledger_url=self.ledger_url,
             defaults=CatalogDefaults(
                 provider=self.default_provider,
                 model=self.default_model,
@@ -58,15 +60,17 @@ class SeedanceResource(dg.ConfigurableResource):
 
 def resource_from_env() -> SeedanceResource:
     """Zero configuration: the bundled sample catalog and `data/`; `SEEDANCE_DATA_DIR`,
-    `SEEDANCE_CATALOG`, `SEEDANCE_STATE_URL`, `SEEDANCE_VIDEOS_URL` and `SEEDANCE_DAILY_BUDGET_USD`
-    move them (none of these is a secret)."""
+    `SEEDANCE_CATALOG`, `SEEDANCE_STATE_URL`, `SEEDANCE_VIDEOS_URL`, `SEEDANCE_LEDGER_URL` and
+    `SEEDANCE_DAILY_BUDGET_USD` move them (none of these is a secret: object store credentials stay
+    in the `AWS_*` variables, read by s3fs when it connects)."""
     data_dir = os.environ.get("SEEDANCE_DATA_DIR", str(REPO_DATA))
     budget = os.environ.get("SEEDANCE_DAILY_BUDGET_USD")
     stale = os.environ.get("SEEDANCE_STALE_SUBMISSION_S")
     return SeedanceResource(
         data_dir=data_dir,
         catalog=os.environ.get("SEEDANCE_CATALOG", str(REPO_DATA / "catalog.csv")),
-        videos_url=os.environ.get("SEEDANCE_VIDEOS_URL") or None,
+        videos_url=os.environ.get(VIDEOS_URL_ENV) or None,
+        ledger_url=os.environ.get(LEDGER_URL_ENV) or None,
         daily_budget_usd=float(budget) if budget else 25.0,
         stale_submission_s=float(stale) if stale else 900.0,
     )

@@ -9,8 +9,11 @@ from pathlib import Path
 from seedance_pipeline.catalog.planning import CatalogDefaults
 from seedance_pipeline.providers.facts import load_facts
 from seedance_pipeline.state.store import SpendCap, StateStore, default_state_url
+from seedance_pipeline.storage import absolute, refuse_credentials, sibling
 
 SANDBOX_URL_ENV = "SEEDANCE_SANDBOX_URL"
+LEDGER_URL_ENV = "SEEDANCE_LEDGER_URL"
+VIDEOS_URL_ENV = "SEEDANCE_VIDEOS_URL"
 
 
 _STORES: dict[str, StateStore] = {}
@@ -30,6 +33,7 @@ class PipelineSettings:
     catalog: str = "data/catalog.csv"
     state_url: str | None = None  # any SQLAlchemy URL; default SQLite at <data_dir>/state.sqlite
     videos_url: str | None = None  # any fsspec URL; default <data_dir>/videos
+    ledger_url: str | None = None  # any fsspec URL; default <data_dir>/ledger
     defaults: CatalogDefaults = field(default_factory=CatalogDefaults)
     max_in_flight: dict[str, int] = field(default_factory=dict)  # per provider; default facts.toml
     daily_budget_usd: float | None = 25.0  # spend cap per UTC day, reserved before each submission
@@ -43,6 +47,11 @@ class PipelineSettings:
     stale_submission_s: float = 900.0
     not_found_grace_s: float = 3600.0  # a task "not found" this long after submission becomes unknown  # longer than any create call may take (Segmind: minutes)
     sandbox_url: str | None = None  # an emulator to use for providers without a key
+
+    def __post_init__(self) -> None:
+        refuse_credentials("videos_url", self.videos_url)
+        refuse_credentials("ledger_url", self.ledger_url)
+        _ = self.reports_url  # a ledger at a bucket root has no sibling folder: say so now
 
     def spend_caps(self, batch: str | None, run_id: str | None, day_start: float) -> list[SpendCap]:
         caps = []
@@ -73,12 +82,22 @@ class PipelineSettings:
         return self.max_in_flight.get(provider, load_facts().providers[provider].max_in_flight)
 
     @property
-    def ledger_dir(self) -> Path:
-        return Path(self.data_dir) / "ledger"
+    def ledger(self) -> str:
+        """The hive-partitioned ledger's folder: an absolute path or an fsspec URL."""
+        return absolute(self.ledger_url or str(Path(self.data_dir) / "ledger"))
 
     @property
     def videos(self) -> str:
-        return (self.videos_url or str(Path(self.data_dir).resolve() / "videos")).rstrip("/")
+        """Where videos are copied: an absolute path or an fsspec URL."""
+        return absolute(self.videos_url or str(Path(self.data_dir) / "videos"))
+
+    @property
+    def reports_url(self) -> str:
+        """Reports (contact sheets, …) go in `reports` beside the ledger's folder, on the same store:
+        `s3://b/seedance/ledger` → `s3://b/seedance/reports`, `<data dir>/ledger` → `<data dir>/reports`.
+        Beside, not inside: readers of the ledger folder expect Parquet only. Write there with
+        `storage.write_bytes_atomic`."""
+        return sibling(self.ledger, "reports")
 
     def store(self) -> StateStore:
         # SEEDANCE_STATE_URL is read here, when used, so a password in it never enters run config.

@@ -1,9 +1,12 @@
-"""Shared fixtures: a live emulator on a free loopback port, and real image files made on demand."""
+"""Shared fixtures: a live emulator on a free loopback port, real image files made on demand, and a
+local S3-compatible server (moto) on loopback with a fresh bucket per test."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,48 @@ MODELS = [
 ASYNC_PROVIDERS = ["novita", "myrouter", "aimlapi", "modelark"]
 # The first (cheapest) model of each provider.
 MODEL_OF = {provider: model for provider, model in reversed(MODELS)}
+
+
+# Distinctive, so a test can prove it appears nowhere it should not.
+S3_SECRET = "s3-secret-NEVER-IN-LOGS-7f3a9c"
+
+
+@dataclasses.dataclass(frozen=True)
+class S3:
+    bucket: str
+    env: dict[str, str]  # what a subprocess needs to reach the server
+
+    def url(self, *parts: str) -> str:
+        return "/".join([f"s3://{self.bucket}", *parts])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3]:
+    """A new bucket on the loopback S3 server; credentials and endpoint only in the environment, as
+    in production (s3fs and pyarrow read the standard AWS_* variables)."""
+    import s3fs
+
+    env = {"AWS_ACCESS_KEY_ID": "AKIATESTSEEDANCE", "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+           "AWS_ENDPOINT_URL": s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()  # no client made under another test's environment
+    bucket = f"seedance-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(bucket)
+    yield S3(bucket, env)
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture

@@ -4,14 +4,14 @@ import os
 from collections import Counter
 
 import dagster as dg
-import pyarrow.parquet as pq
 
 from seedance_pipeline.catalog.assets import batches
 from seedance_pipeline.ledger.checks import CHECK_DESCRIPTIONS, ledger_checks
-from seedance_pipeline.ledger.rows import COLUMNS
+from seedance_pipeline.ledger.rows import COLUMNS, read_partition
 from seedance_pipeline.pipeline import write_batch_ledger
 from seedance_pipeline.providers.facts import load_facts
 from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.storage import STORAGE_SECRET_ENV
 from seedance_pipeline.submission.assets import submission_assets
 
 CHECKS = [
@@ -21,9 +21,9 @@ CHECKS = [
 
 
 def api_key_values() -> list[str]:
-    keys = (
-        os.environ.get(f"{spec.env_prefix}_API_KEY") for spec in load_facts().providers.values()
-    )
+    """Provider API keys, and the object store's secrets (the ledger may live there)."""
+    names = [f"{spec.env_prefix}_API_KEY" for spec in load_facts().providers.values()]
+    keys = (os.environ.get(name) for name in [*names, *STORAGE_SECRET_ENV])
     return [k for k in keys if k]
 
 
@@ -34,7 +34,8 @@ def api_key_values() -> list[str]:
     kinds={"parquet"},
     tags={"seedance/stage": "ledger"},
     description=(
-        "The batch's partition of the Parquet ledger at `<data dir>/ledger/batch=<batch>/`: one row "
+        "The batch's partition of the Parquet ledger at `<ledger>/batch=<batch>/` (`<data dir>/ledger` or "
+        "`ledger_url`, e.g. on S3): one row "
         "per catalog request with prompt, seed, provider task id, status, error, tokens, estimated and "
         "actual cost, the provider's video URL, our durable copy with its sha256 and measured size, "
         "fps and duration, timestamps, and whether it came from the sandbox emulator. Materialised by "
@@ -46,7 +47,7 @@ def batch_ledger(
 ) -> dg.MaterializeResult:
     settings = seedance.settings()
     ledger = write_batch_ledger(settings, context.partition_key)
-    written = pq.read_table(ledger.path).to_pandas()  # read back what readers will see
+    written = read_partition(ledger.path).to_pandas()  # read back what readers will see
     statuses = Counter(written["status"])
     total = ledger.cost_usd
     sandbox_rows = int(written["sandbox"].fillna(False).sum())

@@ -1,20 +1,20 @@
 """The ledger: one row per catalog request, built from the state store, written as Parquet.
 
-`<data dir>/ledger/batch=<batch>/part-0.parquet`, hive-partitioned, so
-`pandas.read_parquet("<data dir>/ledger")` reads every batch. Each partition file is written to a
-temporary name and renamed over the old one, so a crash mid-write leaves the previous version.
+`<ledger>/batch=<batch>/part-0.parquet`, hive-partitioned, so `pandas.read_parquet("<ledger>")` reads
+every batch. `<ledger>` is `<data dir>/ledger` or any fsspec URL (`s3://bucket/seedance/ledger`).
+A partition is replaced atomically, so a crash mid-write leaves the previous version: locally it is
+written to a temporary name and renamed over the old one; on an object store it goes up in one PUT.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from seedance_pipeline.providers.facts import load_facts
 from seedance_pipeline.state.store import OPEN, RequestRecord, StateStore
+from seedance_pipeline.storage import absolute, is_local, local_path, replacing, write_bytes_atomic
 
 SCHEMA = pa.schema(
     [
@@ -144,20 +145,24 @@ def _model_defaults(provider: str, model: str) -> tuple[str | None, str | None, 
     return spec.default_resolution, spec.default_aspect_ratio, spec.default_duration
 
 
-def partition_path(ledger_dir: str | Path, batch: str) -> Path:
-    return Path(ledger_dir) / f"batch={batch}" / "part-0.parquet"
+def partition_path(ledger: str | Path, batch: str) -> str:
+    """The partition file of `batch` under `ledger` (a path or an fsspec URL)."""
+    return f"{absolute(str(ledger))}/batch={batch}/part-0.parquet"
 
 
-def write_partition(ledger_dir: str | Path, batch: str, table: pa.Table) -> Path:
-    """Write one batch's partition atomically (temporary file, then rename)."""
-    target = partition_path(ledger_dir, batch)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(
-        f".part-0.{uuid.uuid4().hex}.tmp"
-    )  # dot-files are ignored by readers
-    try:
-        pq.write_table(table, temporary)
-        os.replace(temporary, target)  # atomic: readers see the old file or the new one
-    finally:
-        temporary.unlink(missing_ok=True)
-    return target
+def write_partition(ledger: str | Path, batch: str, table: pa.Table) -> str:
+    """Write one batch's partition atomically; returns its path or URL."""
+    target = partition_path(ledger, batch)
+    if is_local(target):  # streamed to a temporary file: no second copy in memory
+        with replacing(local_path(target)) as temporary:
+            pq.write_table(table, temporary)
+        return target
+    sink = pa.BufferOutputStream()  # whole before it leaves: a failure cannot upload half a file
+    pq.write_table(table, sink)
+    return write_bytes_atomic(target, sink.getvalue().to_pybytes())
+
+
+def read_partition(path: str | Path) -> pa.Table:
+    """A partition file read back, from a path or any fsspec URL."""
+    with fsspec.open(str(path), "rb") as f:
+        return pq.read_table(f)

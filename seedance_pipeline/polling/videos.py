@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import av
 import fsspec
 import httpx
+
+from seedance_pipeline.storage import is_local, local_path, replacing
 
 MAX_VIDEO_BYTES = 2 * 2**30
 
@@ -49,11 +52,12 @@ def measure(path: str | Path) -> tuple[int, int, float, float]:
 
 
 def _store(local: Path, destination: str) -> str:
-    """Move a finished local file to its destination (any fsspec URL) atomically where possible."""
-    if "://" not in destination or destination.startswith("file://"):
-        target = Path(destination.removeprefix("file://"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(local, target)  # atomic on one filesystem
+    """Move a finished local file to its destination (a path or any fsspec URL) atomically: a
+    rename on one filesystem; on an object store the object appears only once its upload is whole."""
+    if is_local(destination):
+        target = local_path(destination)
+        with replacing(target) as temporary:
+            shutil.move(local, temporary)  # a rename, or a copy when /tmp is another filesystem
         return str(target)
     fs, path = fsspec.core.url_to_fs(destination)
     fs.put_file(str(local), path)

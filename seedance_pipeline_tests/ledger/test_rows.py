@@ -1,9 +1,10 @@
-"""The ledger's files: schema, hive partitions, and crash-safe replacement."""
+"""The ledger's files: schema, hive partitions, and crash-safe replacement, locally and on S3."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import fsspec
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -17,6 +18,7 @@ from seedance_pipeline.state.store import (
     RequestRecord,
     StateStore,
 )
+from seedance_pipeline_tests.conftest import S3
 
 
 def record(i: int, status: str = SUCCEEDED) -> RequestRecord:
@@ -91,3 +93,35 @@ def test_the_ledger_built_from_the_store_in_chunks_keeps_every_value(tmp_path: P
     assert (r5["status"], r5["resolution"], r5["duration_s"]) == ("rejected", None, None)
     assert ledger[0]["submitted_at"].timestamp() == 1.7e9 and ledger[0]["resolution"] == "720p"
     assert rows.store_ledger_table(store, "absent").num_rows == 0
+
+
+def test_partitions_on_s3_are_read_back_by_pandas_and_pyarrow(s3: S3) -> None:
+    ledger = s3.url("seedance", "ledger")
+    written = rows.write_partition(ledger, "alpha", rows.ledger_table([record(1), record(2)]))
+    rows.write_partition(f"{ledger}/", "beta", rows.ledger_table([record(3)]))
+    assert written == f"{ledger}/batch=alpha/part-0.parquet"
+    assert rows.read_partition(written).num_rows == 2
+    everything = pd.read_parquet(ledger)  # what a user types; credentials from the environment
+    assert sorted(everything.columns) == sorted(rows.COLUMNS)
+    assert sorted(zip(everything["batch"].astype(str), everything["request_id"], strict=True)) == [
+        ("alpha", "r1"), ("alpha", "r2"), ("beta", "r3")]  # fmt: skip
+
+
+def test_a_crash_mid_write_on_s3_leaves_the_previous_version_and_no_debris(
+    s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = s3.url("ledger")
+    rows.write_partition(ledger, "alpha", rows.ledger_table([record(1)]))
+    real_write = pq.write_table
+
+    def crash(table: object, where: object, **kwargs: object) -> None:
+        real_write(table, where, **kwargs)  # the whole file went to the sink...
+        raise OSError("killed")  # ...but the writer died before it returned
+
+    with monkeypatch.context() as patched:  # not monkeypatch.undo(): it would drop the S3 env too
+        patched.setattr(pq, "write_table", crash)
+        with pytest.raises(OSError, match="killed"):
+            rows.write_partition(ledger, "alpha", rows.ledger_table([record(1), record(2)]))
+    assert list(pd.read_parquet(ledger)["request_id"]) == ["r1"]
+    fs, _ = fsspec.core.url_to_fs(ledger)
+    assert fs.find(s3.bucket) == [f"{s3.bucket}/ledger/batch=alpha/part-0.parquet"]
