@@ -25,7 +25,7 @@ from seedance_pipeline.providers import (
     TaskStatus,
     adapter_for,
 )
-from seedance_pipeline.providers.client import ProviderClient
+from seedance_pipeline.providers.client import ProviderClient, tls_context
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.store import (
     CANCELLED,
@@ -80,7 +80,7 @@ async def poll_once(
     own_http = video_http is None
     # No credentials: the video host is not the provider's API host.
     http = video_http or httpx.AsyncClient(
-        timeout=httpx.Timeout(120.0, connect=10.0), follow_redirects=True
+        timeout=httpx.Timeout(120.0, connect=10.0), follow_redirects=True, verify=tls_context()
     )
 
     async def one(record: RequestRecord) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import itertools
 import logging
 import os
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -119,6 +121,13 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context per process (httpx's default: certifi, or SSL_CERT_FILE / SSL_CERT_DIR):
+    loading the CA bundle costs tens of milliseconds, and every pass opens its clients anew."""
+    return httpx.create_ssl_context()
+
+
 class ProviderClient:
     """Submit, poll and cancel through one adapter over HTTP (async, so polls run concurrently)."""
 
@@ -143,6 +152,7 @@ class ProviderClient:
         self._pools = [http] if http else [
             httpx.AsyncClient(
                 base_url=config.base_url,
+                verify=tls_context(),
                 headers=headers,
                 timeout=httpx.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s)),
                 follow_redirects=False,  # the key goes to the provider's host and nowhere else
