@@ -41,6 +41,7 @@ TERMINAL = (SUCCEEDED, FAILED, REJECTED, EXPIRED, CANCELLED, UNKNOWN)
 SETTLED = (SUCCEEDED, FAILED, REJECTED, EXPIRED, CANCELLED)  # their cost is known
 RESERVED = (*ACTIVE, UNKNOWN)  # their estimate counts against budgets
 
+NO_LONGER_PENDING = "no longer pending"  # a claim that lost a race: not a reason to wait
 BUDGET_LOCK = "__budgets__"  # lock row taken by every claim that checks a spend cap
 
 metadata = sa.MetaData()
@@ -363,7 +364,7 @@ class StateStore:
                 error_message=None,
                 run_id=run_id,
             )
-            return None if moved else "no longer pending"
+            return None if moved else NO_LONGER_PENDING
 
     def _lock_provider(self, conn: Connection, provider: str) -> int | None:
         """Serialise work on this provider across processes (a write to its lock row, which holds
@@ -415,15 +416,21 @@ class StateStore:
             ).scalar_one_or_none()
         return min(configured, value or configured)
 
-    def note_wait(self, request_id: str, reason: str) -> None:
-        """Why a pending request was not sent this time (shown in the ledger until it is sent)."""
+    def note_wait(self, provider: str, batch: str | None, reason: str) -> int:
+        """Why the provider's pending requests (of `batch`, or all) were not sent this time, shown
+        in the ledger until they are sent; one statement. Returns how many wait."""
         c = requests_table.c
+        scope = [c.provider == provider, c.status == PENDING]
+        if batch is not None:
+            scope.append(c.batch == batch)
+        message = f"waiting: {reason}"
         with self._tx() as conn:
             conn.execute(
                 sa.update(requests_table)
-                .where(c.request_id == request_id, c.status == PENDING)
-                .values(error_message=f"waiting: {reason}")
+                .where(*scope, sa.or_(c.error_message.is_(None), c.error_message != message))
+                .values(error_message=message)
             )
+            return int(conn.execute(sa.select(sa.func.count()).where(*scope)).scalar_one())
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.store import (
     FAILED,
     IN_FLIGHT,
+    NO_LONGER_PENDING,
     PENDING,
     SUBMITTING,
     SUCCEEDED,
@@ -90,7 +91,10 @@ async def submit_pending(
     report = SubmitReport()
     day_start = start_of_utc_day()
     limit = settings.in_flight_limit(provider)
-    pending = store.records(batch=batch, provider=provider, statuses=[PENDING])
+    # Only as many requests as could get a slot are read and tried, so a pass costs O(free slots),
+    # not O(pending); at least one, so a full provider still says why the rest wait.
+    free = store.current_limit(provider, limit) - store.active_by_provider().get(provider, 0)
+    pending = store.records(batch=batch, provider=provider, statuses=[PENDING], limit=max(1, free))
     gate = asyncio.Semaphore(max(1, settings.submit_concurrency))
 
     # Adaptive concurrency: 429s halve the provider's limit, accepted tasks raise it again.
@@ -102,20 +106,27 @@ async def submit_pending(
 
     client.on_rate_limited, client.on_accepted = rate_limited, accepted
 
-    async def one(record: RequestRecord) -> None:
+    # The first refusal (a full provider, a spend cap) holds for the rest of this pass too: they
+    # wait without a claim each, and their reason is written in one statement.
+    refused: list[str] = []
+
+    def held_back(record: RequestRecord) -> bool:
         if report.stopped:
             report.waiting[f"submission to {provider} stopped"] += 1
+        return bool(report.stopped or refused)
+
+    async def one(record: RequestRecord) -> None:
+        if held_back(record):
             return
         async with gate:
-            if report.stopped:
-                report.waiting[f"submission to {provider} stopped"] += 1
+            if held_back(record):
                 return
             caps = settings.spend_caps(record.batch, run_id, day_start)
             reason = store.claim(record.request_id, provider, limit, record.cost_usd_estimated,
                                  sandbox=client.config.sandbox, caps=caps, run_id=run_id)  # fmt: skip
             if reason is not None:
-                report.waiting[reason.split(" (")[0]] += 1
-                store.note_wait(record.request_id, reason)
+                if reason != NO_LONGER_PENDING:
+                    refused.append(reason)
                 return
             request = GenerationRequest(**record.request)
             try:
@@ -150,6 +161,8 @@ async def submit_pending(
                               record.request_id, state.task_id)  # fmt: skip
 
     await asyncio.gather(*(one(r) for r in pending))
+    if refused:
+        report.waiting[refused[0].split(" (")[0]] += store.note_wait(provider, batch, refused[0])
     return report
 
 
