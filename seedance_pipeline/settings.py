@@ -80,6 +80,14 @@ class PipelineSettings:
     def videos(self) -> str:
         return (self.videos_url or str(Path(self.data_dir).resolve() / "videos")).rstrip("/")
 
+    @property
+    def reports_url(self) -> str:
+        """Where batch reports go (`<reports_url>/batch=<batch>/`): beside the ledger. The one
+        place to point them at object storage; they are written through fsspec."""
+        if "://" in self.data_dir:
+            return f"{self.data_dir.rstrip('/')}/reports"
+        return str(Path(self.data_dir).resolve() / "reports")
+
     def store(self) -> StateStore:
         # SEEDANCE_STATE_URL is read here, when used, so a password in it never enters run config.
         url = (
