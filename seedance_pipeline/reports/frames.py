@@ -33,7 +33,7 @@ def first_and_last_frames(uri: str, box: int) -> tuple[Image.Image, Image.Image]
             return first_image, last_image
     except FramesUnreadable:
         raise
-    except (OSError, av.error.FFmpegError, IndexError, StopIteration) as exc:
+    except (OSError, av.error.FFmpegError, IndexError) as exc:
         raise FramesUnreadable(f"{type(exc).__name__}: {exc}") from None
 
 
