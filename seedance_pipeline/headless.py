@@ -142,12 +142,16 @@ def run_headless(
     started = time.monotonic()
     bar = tqdm(total=total, desc="requests done", unit="req", disable=not progress)
     idle_ticks = 0
+    cursor: str | None = None  # kept between ticks, as the daemon does, so tick summaries are exact
     try:
         while True:
             context = dg.build_sensor_context(
-                instance=instance, resources=resources, definitions=defs
+                instance=instance, resources=resources, definitions=defs, cursor=cursor
             )
             result = sensor(context)
+            cursor = (
+                result.cursor if isinstance(result, dg.SensorResult) else None
+            ) or context.cursor
             run_requests = result.run_requests if isinstance(result, dg.SensorResult) else []
             launched = 0
             for request in run_requests or []:

@@ -11,6 +11,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import fsspec
+import pandas as pd
+import PIL.Image
 import pyarrow as pa
 
 from seedance_pipeline.catalog.planning import (
@@ -19,11 +21,20 @@ from seedance_pipeline.catalog.planning import (
     plan_catalog,
     read_catalog,
 )
-from seedance_pipeline.ledger.rows import store_ledger_table, write_partition
+from seedance_pipeline.ledger.rows import (
+    partition_path,
+    read_partition,
+    store_ledger_table,
+    write_partition,
+)
 from seedance_pipeline.polling.poll import PollReport, poll_once
 from seedance_pipeline.providers import ProviderError, adapter_for
 from seedance_pipeline.providers.client import ProviderConfig
 from seedance_pipeline.providers.connections import needs_sandbox, open_clients, provider_configs
+from seedance_pipeline.reports.chart import render_chart
+from seedance_pipeline.reports.contact_sheet import BOX, ContactSheet, render_contact_sheet
+from seedance_pipeline.reports.frames import first_and_last_frames
+from seedance_pipeline.reports.publish import ReportUrls, report_urls, write_png
 from seedance_pipeline.sandbox import ensure_sandbox
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.store import (
@@ -139,6 +150,34 @@ def write_batch_ledger(settings: PipelineSettings, batch: str) -> BatchLedger:
     path = write_partition(settings.ledger, batch, table)
     request_ids, cost = store.batch_totals(batch)
     return BatchLedger(path, table, request_ids, cost)
+
+
+def read_batch_ledger(settings: PipelineSettings, batch: str) -> pd.DataFrame:
+    """A batch's ledger partition as readers see it (read back from storage)."""
+    return read_partition(partition_path(settings.ledger, batch)).to_pandas()
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    urls: ReportUrls
+    sheet: ContactSheet
+    chart: PIL.Image.Image
+    sheet_bytes: int
+
+
+def write_batch_report(settings: PipelineSettings, batch: str) -> BatchReport:
+    """The batch's contact sheet and chart, from its ledger partition, written under
+    `settings.reports_url`."""
+    ledger = read_batch_ledger(settings, batch)
+    sheet = render_contact_sheet(
+        ledger, f"batch {batch}", lambda uri: first_and_last_frames(uri, BOX)
+    )
+    budget_left = settings.budget_metadata(settings.store(), batch).get("budget_left_today_usd")
+    chart = render_chart(ledger, f"batch {batch}: {len(ledger)} rows", budget_left)
+    urls = report_urls(settings.reports_url, batch)
+    sheet_bytes = write_png(sheet.image, urls.contact_sheet)
+    write_png(chart, urls.chart)
+    return BatchReport(urls, sheet, chart, sheet_bytes)
 
 
 def submittable_batches(settings: PipelineSettings, store: StateStore) -> list[str]:

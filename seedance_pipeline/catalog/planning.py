@@ -247,6 +247,13 @@ def _batch_name(value: str | None, default: str) -> str:
     return name or default
 
 
+def batch_names(frame: pd.DataFrame, default: str) -> list[str]:
+    """The batches a catalog's rows name, as partitions will be called (cheap: no image is read)."""
+    values = frame["batch"] if "batch" in frame.columns else [None] * len(frame)
+    texts = (v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values)
+    return sorted({_batch_name(None if _empty(v) else str(v), default) for v in texts})
+
+
 def plan_row(
     index: int,
     row: Mapping[Any, Any],

@@ -8,8 +8,10 @@ import dagster as dg
 from seedance_pipeline.catalog.assets import batches
 from seedance_pipeline.ledger.checks import CHECK_DESCRIPTIONS, ledger_checks
 from seedance_pipeline.ledger.rows import COLUMNS, read_partition
+from seedance_pipeline.ledger.summary import failures_by_kind, provider_summaries
 from seedance_pipeline.pipeline import write_batch_ledger
 from seedance_pipeline.providers.facts import load_facts
+from seedance_pipeline.reports.publish import link, report_urls
 from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.storage import STORAGE_SECRET_ENV
 from seedance_pipeline.submission.assets import submission_assets
@@ -18,6 +20,29 @@ CHECKS = [
     dg.AssetCheckSpec(name, asset="batch_ledger", description=text)
     for name, text in CHECK_DESCRIPTIONS.items()
 ]
+
+
+PROVIDERS_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("provider", "string"),
+        dg.TableColumn("rows", "int"),
+        dg.TableColumn("succeeded", "int"),
+        dg.TableColumn("failed", "int"),
+        dg.TableColumn("rejected", "int"),
+        dg.TableColumn("other", "int", "pending, unknown, expired or cancelled"),
+        dg.TableColumn("cost_usd", "float", "actual"),
+        dg.TableColumn("cost_usd_estimated", "float", "estimated before submission"),
+    ]
+)
+FAILURES_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("error_kind", "string", "the status where no kind was recorded"),
+        dg.TableColumn("rows", "int"),
+        dg.TableColumn("statuses", "string"),
+        dg.TableColumn("example_image_id", "string"),
+        dg.TableColumn("example_message", "string", "as in the ledger (free of secrets)"),
+    ]
+)
 
 
 def api_key_values() -> list[str]:
@@ -39,7 +64,9 @@ def api_key_values() -> list[str]:
         "per catalog request with prompt, seed, provider task id, status, error, tokens, estimated and "
         "actual cost, the provider's video URL, our durable copy with its sha256 and measured size, "
         "fps and duration, timestamps, and whether it came from the sandbox emulator. Materialised by "
-        "the task sensor once the batch has nothing in flight."
+        "the task sensor once the batch has nothing in flight. Its metadata shows counts by status, "
+        "cost (estimated, actual, budget left), a table per provider, failures grouped by kind "
+        "with one example message each, and `batch_report`, the link to the batch's contact sheet."
     ),
 )
 def batch_ledger(
@@ -68,14 +95,24 @@ def batch_ledger(
         )
         for o in outcomes
     ]
+    report = report_urls(settings.reports_url, context.partition_key)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(ledger.path)),
+            # Written by `batch_report` in the same run, just after this asset.
+            "batch_report": link(report.contact_sheet),
+            "batch_report_chart": link(report.chart),
             "rows": len(written),
             "by_status": dg.MetadataValue.json(dict(statuses)),
             **{f"status_{s}": int(n) for s, n in statuses.items()},
             "cost_usd": total,
             "cost_usd_estimated": float(written["cost_usd_estimated"].fillna(0).sum()),
+            "providers": dg.MetadataValue.table(
+                [dg.TableRecord(vars(p)) for p in provider_summaries(written)], PROVIDERS_SCHEMA
+            ),
+            "failures_by_kind": dg.MetadataValue.table(
+                [dg.TableRecord(vars(f)) for f in failures_by_kind(written)], FAILURES_SCHEMA
+            ),
             "sandbox_rows": sandbox_rows,
             **settings.budget_metadata(settings.store(), context.partition_key),
             "SANDBOX": dg.MetadataValue.text(

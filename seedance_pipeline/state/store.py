@@ -583,6 +583,14 @@ class StateStore:
         with self.engine.connect() as conn:
             return {batch: f"{n}-{latest:.6f}" for batch, n, latest in conn.execute(query)}
 
+    def submitted_between(self, since: float, until: float) -> int:
+        """Requests claimed for submission in [since, until): what went out between two sensor
+        ticks, counted once."""
+        c = requests_table.c
+        query = sa.select(sa.func.count()).where(c.submitted_at >= since, c.submitted_at < until)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def mark_polled(self, request_ids: Sequence[str]) -> None:
         if not request_ids:
             return

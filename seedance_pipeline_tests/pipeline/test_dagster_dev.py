@@ -89,13 +89,17 @@ def test_dagster_dev_runs_the_pipeline_to_a_complete_ledger(tmp_path: Path, make
                 p.parent.name for p in (data / "ledger").glob("batch=*/part-0.parquet")
             )
             settled = records and not any(r.status in OPEN for r in records)
-            if settled and ledger_files == ["batch=alpha", "batch=beta"]:
+            # The ledger runs the sensor launched also drew each batch's report.
+            reports = sorted(
+                p.parent.name for p in (data / "reports").glob("batch=*/contact_sheet.png")
+            )
+            if settled and ledger_files == reports == ["batch=alpha", "batch=beta"]:
                 ledger = pd.read_parquet(data / "ledger")
                 if len(ledger) == 6 and set(ledger["status"]) == {"succeeded", "rejected"}:
                     break
             assert proc.poll() is None, "dagster dev stopped"
             assert time.monotonic() < deadline, (
-                f"not complete: {[r.status for r in records]} {ledger_files}"
+                f"not complete: {[r.status for r in records]} {ledger_files} {reports}"
             )
             time.sleep(2)
         assert len(emulator.state.audit()) == 5

@@ -1,0 +1,51 @@
+"""The batch report asset: a contact sheet and a chart per batch, beside the ledger."""
+
+import dagster as dg
+
+from seedance_pipeline.catalog.assets import batches
+from seedance_pipeline.ledger.assets import batch_ledger
+from seedance_pipeline.pipeline import write_batch_report
+from seedance_pipeline.reports.contact_sheet import MAX_TILES
+from seedance_pipeline.reports.publish import inline_image, link
+from seedance_pipeline.resources import SeedanceResource
+
+
+@dg.asset(
+    deps=[batch_ledger],
+    partitions_def=batches,
+    kinds={"png", "pillow"},
+    tags={"seedance/stage": "report"},
+    description=(
+        "A look at the batch without opening the ledger: `contact_sheet.png` shows, for every "
+        "request, the first and the last frame of its kept video (decoded with PyAV) labelled with "
+        "image id, provider and status; rejected, failed and lost rows appear as placeholders in "
+        f"their status colour. Batches over {MAX_TILES} rows show every problem row and an even "
+        "sample of successes. `chart.png` shows rows by status and estimated against actual cost "
+        "per provider. Both are at `<reports_url>/batch=<batch>/` (default `<data dir>/reports`), "
+        "made from the ledger partition in the same run as the ledger."
+    ),
+)
+def batch_report(
+    context: dg.AssetExecutionContext, seedance: SeedanceResource
+) -> dg.MaterializeResult:
+    report = write_batch_report(seedance.settings(), context.partition_key)
+    sheet = report.sheet
+    previews = [
+        inline_image(report.chart, 800, "cost and status chart"),
+        inline_image(sheet.image, 900, "contact sheet"),
+    ]
+    preview = "\n\n".join(p for p in previews if p) or "(too large to preview: open the files)"
+    return dg.MaterializeResult(
+        metadata={
+            "contact_sheet": link(report.urls.contact_sheet),
+            "chart": link(report.urls.chart),
+            "rows": sheet.rows,
+            "tiles": sheet.tiles,
+            "video_tiles": sheet.video_tiles,
+            "placeholder_tiles": sheet.tiles - sheet.video_tiles,
+            "shows": sheet.note,
+            "sheet_px": f"{sheet.image.width}×{sheet.image.height}",
+            "sheet_bytes": report.sheet_bytes,
+            "preview": dg.MetadataValue.md(preview),
+        }
+    )

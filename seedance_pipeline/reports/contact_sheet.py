@@ -1,0 +1,181 @@
+"""The contact sheet: one tile per ledger row, the video's first and last frame side by side and a
+label (image id, provider, status). Rows without a kept video (rejected, failed, lost, still
+pending) get a placeholder in their status colour, so every request of the batch is on the sheet.
+
+Size is bounded whatever the batch: tiles have a fixed size (two 144 px frames), at most
+`MAX_COLUMNS` per line and at most `MAX_TILES` per sheet (8 × 15 tiles: about 2,400 × 3,100 px,
+a few MB). A larger batch shows every problem row first and then successes evenly spaced over the
+catalog, and the sheet's header says so; the ledger has every row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+
+from seedance_pipeline.ledger.summary import problem_rows, status_counts
+from seedance_pipeline.reports.frames import FramesUnreadable
+
+BOX = 144  # each frame is shrunk to fit a BOX × BOX square, letterboxed
+PAD = 6
+GAP = 4
+LABEL_H = 46  # three lines of text
+HEADER_H = 44  # the sheet's title and what it shows
+MAX_COLUMNS = 8
+MAX_TILES = 120
+TILE_W = PAD + BOX + GAP + BOX + PAD
+TILE_H = PAD + BOX + LABEL_H + PAD
+
+BACKGROUND = (24, 24, 28)
+LETTERBOX = (0, 0, 0)
+TEXT = (235, 235, 235)
+MUTED = (160, 160, 168)
+STATUS_COLOURS = {
+    "succeeded": (46, 160, 67),
+    "failed": (207, 62, 62),
+    "rejected": (140, 140, 150),
+    "expired": (214, 133, 34),
+    "cancelled": (150, 100, 200),
+    "unknown": (222, 184, 40),
+    "pending": (70, 130, 200),
+}
+OTHER_COLOUR = (200, 200, 200)
+
+FrameSource = Callable[[str], tuple[Image.Image, Image.Image]]
+
+
+def status_colour(status: str) -> tuple[int, int, int]:
+    return STATUS_COLOURS.get(status, OTHER_COLOUR)
+
+
+def placeholder_colour(status: str) -> tuple[int, int, int]:
+    """The fill of a tile that has no frames to show: its status colour, darkened."""
+    r, g, b = status_colour(status)
+    return (r * 2 // 5, g * 2 // 5, b * 2 // 5)
+
+
+@dataclass(frozen=True)
+class ContactSheet:
+    image: Image.Image
+    rows: int  # in the ledger
+    tiles: int  # on the sheet
+    video_tiles: int  # tiles showing decoded frames
+    note: str  # what the sheet shows, e.g. "all 6 rows"
+
+
+def select_rows(ledger: pd.DataFrame, cap: int = MAX_TILES) -> tuple[pd.DataFrame, str]:
+    """The rows to draw, in catalog order, and a note saying which ones they are."""
+    rows = ledger.sort_values("catalog_row", kind="stable")
+    if len(rows) <= cap:
+        return rows, f"all {len(rows)} rows"
+    problem = problem_rows(rows)
+    problems, successes = rows[problem], rows[~problem]
+    if len(problems) >= cap:
+        return problems.head(cap), (
+            f"{cap} of {len(rows):,} rows: the first {cap} of {len(problems):,} problem rows; "
+            "the ledger has every row"
+        )
+    room = cap - len(problems)
+    step = len(successes) / room
+    sampled = successes.iloc[[int(i * step) for i in range(room)]]
+    chosen = pd.concat([problems, sampled]).sort_values("catalog_row", kind="stable")
+    return chosen, (
+        f"{cap} of {len(rows):,} rows: all {len(problems):,} problem rows and {room} of "
+        f"{len(successes):,} successes, evenly spaced; the ledger has every row"
+    )
+
+
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+
+def _font(size: int) -> Font:
+    return ImageFont.load_default(size=size)
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: Font, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _has_video(row: pd.Series) -> bool:
+    return bool(
+        row["status"] == "succeeded"
+        and isinstance(row["video_uri"], str)
+        and row["video_uri"]
+        and pd.isna(row["error_kind"])
+    )
+
+
+def _detail(row: pd.Series) -> str:
+    if row["status"] == "succeeded" and pd.isna(row["error_kind"]):
+        parts = []
+        if pd.notna(row["video_duration_s"]):
+            parts.append(f"{float(row['video_duration_s']):.1f} s")
+        if pd.notna(row["video_width"]) and pd.notna(row["video_height"]):
+            parts.append(f"{int(row['video_width'])}x{int(row['video_height'])}")
+        return " · ".join(parts)
+    return "" if pd.isna(row["error_kind"]) else str(row["error_kind"])
+
+
+def render_contact_sheet(
+    ledger: pd.DataFrame, title: str, frames: FrameSource, workers: int = 2
+) -> ContactSheet:
+    chosen, note = select_rows(ledger)
+    records = [row for _, row in chosen.iterrows()]
+
+    def load(row: pd.Series) -> tuple[Image.Image, Image.Image] | str:
+        if not _has_video(row):
+            return "VIDEO LOST" if row["status"] == "succeeded" else str(row["status"]).upper()
+        try:
+            return frames(str(row["video_uri"]))
+        except FramesUnreadable:
+            return "UNREADABLE"
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # PyAV decodes without the GIL
+        contents = list(pool.map(load, records))
+
+    columns = max(1, min(MAX_COLUMNS, len(records)))
+    lines = max(1, -(-len(records) // columns))
+    sheet = Image.new("RGB", (columns * TILE_W, HEADER_H + lines * TILE_H), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    big, small = _font(15), _font(12)
+    counts = ", ".join(f"{s} {n}" for s, n in status_counts(ledger).items()) or "no rows"
+    draw.text((PAD, 6), _fit_text(draw, f"{title} · {counts}", big, sheet.width - 2 * PAD),
+              fill=TEXT, font=big)  # fmt: skip
+    draw.text((PAD, 26), _fit_text(draw, f"showing {note}", small, sheet.width - 2 * PAD),
+              fill=MUTED, font=small)  # fmt: skip
+
+    video_tiles = 0
+    for index, (row, content) in enumerate(zip(records, contents, strict=True)):
+        x = (index % columns) * TILE_W
+        y = HEADER_H + (index // columns) * TILE_H
+        status = str(row["status"])
+        if isinstance(content, tuple):
+            video_tiles += 1
+            for n, frame in enumerate(content):
+                left = x + PAD + n * (BOX + GAP)
+                draw.rectangle((left, y + PAD, left + BOX - 1, y + PAD + BOX - 1), fill=LETTERBOX)
+                sheet.paste(
+                    frame, (left + (BOX - frame.width) // 2, y + PAD + (BOX - frame.height) // 2)
+                )
+        else:
+            area = (x + PAD, y + PAD, x + PAD + 2 * BOX + GAP - 1, y + PAD + BOX - 1)
+            draw.rectangle(area, fill=placeholder_colour(status))
+            centre = ((area[0] + area[2]) // 2, (area[1] + area[3]) // 2)
+            draw.text(centre, content, fill=status_colour(status), font=big, anchor="mm")
+        text_y = y + PAD + BOX + 4
+        width = TILE_W - 2 * PAD
+        image_id = "" if pd.isna(row["image_id"]) else str(row["image_id"])
+        draw.text((x + PAD, text_y), _fit_text(draw, image_id, small, width), fill=TEXT, font=small)
+        draw.text((x + PAD, text_y + 14), _fit_text(draw, f"{row['provider']} · {status}", small, width),
+                  fill=status_colour(status), font=small)  # fmt: skip
+        draw.text((x + PAD, text_y + 28), _fit_text(draw, _detail(row), small, width),
+                  fill=MUTED, font=small)  # fmt: skip
+    return ContactSheet(sheet, len(ledger), len(records), video_tiles, note)
