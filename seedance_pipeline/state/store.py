@@ -594,12 +594,14 @@ class StateStore:
     def mark_polled(self, request_ids: Sequence[str]) -> None:
         if not request_ids:
             return
+        now = time.time()
         with self._tx() as conn:
-            conn.execute(
-                sa.update(requests_table)
-                .where(requests_table.c.request_id.in_(request_ids))
-                .values(polled_at=time.time())
-            )
+            for start in range(0, len(request_ids), 10_000):  # drivers cap bound parameters
+                conn.execute(
+                    sa.update(requests_table)
+                    .where(requests_table.c.request_id.in_(request_ids[start:start + 10_000]))
+                    .values(polled_at=now)
+                )  # fmt: skip
 
     def transitions(self, request_id: str) -> list[tuple[str | None, str, str | None]]:
         t = transitions_table.c
