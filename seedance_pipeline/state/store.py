@@ -304,11 +304,14 @@ class StateStore:
         assert not unknown, f"not columns: {unknown}"
         expected = (expected,) if isinstance(expected, str) else tuple(expected)
         now = time.time()
-        current = conn.execute(
-            sa.select(requests_table.c.status).where(requests_table.c.request_id == request_id)
-        ).scalar_one_or_none()
-        if current not in expected:
-            return False
+        if len(expected) == 1:  # the compare-and-set below tells whether it was there
+            current: str | None = expected[0]
+        else:
+            current = conn.execute(
+                sa.select(requests_table.c.status).where(requests_table.c.request_id == request_id)
+            ).scalar_one_or_none()
+            if current not in expected:
+                return False
         result = conn.execute(
             sa.update(requests_table)
             .where(requests_table.c.request_id == request_id, requests_table.c.status == current)

@@ -97,12 +97,17 @@ async def submit_pending(
     pending = store.records(batch=batch, provider=provider, statuses=[PENDING], limit=max(1, free))
     gate = asyncio.Semaphore(max(1, settings.submit_concurrency))
 
-    # Adaptive concurrency: 429s halve the provider's limit, accepted tasks raise it again.
+    # Adaptive concurrency: 429s halve the provider's limit, accepted tasks raise it again (a
+    # write only while it is below the configured one).
+    lowered = [store.current_limit(provider, limit) < limit]
+
     def rate_limited() -> None:
         store.note_rate_limited(provider, limit)
+        lowered[0] = True
 
     def accepted() -> None:
-        store.note_accepted(provider, limit)
+        if lowered[0]:
+            lowered[0] = store.note_accepted(provider, limit) < limit
 
     client.on_rate_limited, client.on_accepted = rate_limited, accepted
 
