@@ -373,14 +373,21 @@ class StateStore:
         """Serialise work on this provider across processes (a write to its lock row, which holds
         a row lock on PostgreSQL and the write lock on SQLite); returns its adaptive limit."""
         c = provider_locks_table.c
-        touched = conn.execute(
+        lock = (
             sa.update(provider_locks_table)
             .where(c.provider == provider)
             .values(claims=c.claims + 1)
-        ).rowcount
-        if not touched:
-            conn.execute(sa.insert(provider_locks_table).values(provider=provider, claims=1))
-        return conn.execute(sa.select(c.current_limit).where(c.provider == provider)).scalar_one()
+        )
+        if self.engine.dialect.update_returning:  # one statement (SQLite >= 3.35, PostgreSQL)
+            row = conn.execute(lock.returning(c.current_limit)).one_or_none()
+            if row is not None:
+                return row[0]
+        elif conn.execute(lock).rowcount:
+            return conn.execute(
+                sa.select(c.current_limit).where(c.provider == provider)
+            ).scalar_one()
+        conn.execute(sa.insert(provider_locks_table).values(provider=provider, claims=1))
+        return None
 
     def note_rate_limited(self, provider: str, configured: int) -> int:
         """A 429: halve the provider's limit of tasks in flight (multiplicative decrease)."""
