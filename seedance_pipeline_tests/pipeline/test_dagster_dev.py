@@ -4,103 +4,39 @@ through the GraphQL API, the daemon's sensors doing the rest, until the ledger i
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
-import pandas as pd
 import pytest
 
 from seedance_pipeline.emulator import EmulatorServer
-from seedance_pipeline.settings import PipelineSettings
-from seedance_pipeline.state.store import OPEN
 from seedance_pipeline_tests.conftest import ImageFactory
 from seedance_pipeline_tests.pipeline.conftest import write_catalog
+from seedance_pipeline_tests.pipeline.dagster_dev import DAGSTER, REPO, dagster_dev, graphql
 
-REPO = Path(__file__).resolve().parents[2]
 SECRET = "sk-live-e2e-NEVER-LOGGED-7777"
-LAUNCH = """
-mutation Launch($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-  }
-}"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    answer = httpx.post(
-        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
-    )
-    answer.raise_for_status()
-    return answer.json()  # type: ignore[no-any-return]
 
 
 @pytest.mark.timeout(420)
 def test_dagster_dev_runs_the_pipeline_to_a_complete_ledger(tmp_path: Path, make_image: ImageFactory,
                                                             emulator: EmulatorServer) -> None:  # fmt: skip
     catalog = write_catalog(tmp_path, make_image)
-    home, data = tmp_path / "dagster_home", tmp_path / "data"
-    home.mkdir()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env |= {"DAGSTER_HOME": str(home), "SEEDANCE_DATA_DIR": str(data), "SEEDANCE_CATALOG": str(catalog),
-            "SEEDANCE_SANDBOX_URL": emulator.url, "NOVITA_API_KEY": SECRET,
-            "NOVITA_BASE_URL": emulator.base_url("novita")}  # fmt: skip
-    log = (tmp_path / "dagster_dev.log").open("w")
-    dagster = str(Path(sys.executable).with_name("dagster"))
-    proc = subprocess.Popen([dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
+    real_key = {"NOVITA_API_KEY": SECRET, "NOVITA_BASE_URL": emulator.base_url("novita")}
+    with dagster_dev(tmp_path, catalog, emulator, real_key) as dev:
+        url, env, home, data = dev.url, dev.env, dev.home, dev.data
+        dev.launch("catalog_job")
+        ledger = dev.wait_for_ledger(["alpha", "beta"])
+        assert len(ledger) == 6
+        # The ledger runs the sensor launched also drew each batch's report.
         deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
-            try:
-                if graphql(url, "{ version }").get("data"):
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "dagster dev did not come up"
-            time.sleep(1)
-
-        params = {"selector": {"repositoryLocationName": "seedance_pipeline", "repositoryName": "__repository__",
-                               "jobName": "catalog_job"}, "runConfigData": {}}  # fmt: skip
-        launched = graphql(url, LAUNCH, {"params": params})["data"]["launchRun"]
-        assert launched["__typename"] == "LaunchRunSuccess", launched
-
-        store = PipelineSettings(data_dir=str(data)).store()
-        deadline = time.monotonic() + 300
-        while True:
-            records = store.records() if (data / "state.sqlite").exists() else []
-            ledger_files = sorted(
-                p.parent.name for p in (data / "ledger").glob("batch=*/part-0.parquet")
-            )
-            settled = records and not any(r.status in OPEN for r in records)
-            # The ledger runs the sensor launched also drew each batch's report.
-            reports = sorted(
-                p.parent.name for p in (data / "reports").glob("batch=*/contact_sheet.png")
-            )
-            if settled and ledger_files == reports == ["batch=alpha", "batch=beta"]:
-                ledger = pd.read_parquet(data / "ledger")
-                if len(ledger) == 6 and set(ledger["status"]) == {"succeeded", "rejected"}:
-                    break
-            assert proc.poll() is None, "dagster dev stopped"
-            assert time.monotonic() < deadline, (
-                f"not complete: {[r.status for r in records]} {ledger_files} {reports}"
-            )
+        while sorted(
+            p.parent.name for p in (data / "reports").glob("batch=*/contact_sheet.png")
+        ) != [
+            "batch=alpha",
+            "batch=beta",
+        ]:
+            assert time.monotonic() < deadline, "the ledger runs drew no batch reports"
             time.sleep(2)
         assert len(emulator.state.audit()) == 5
         assert dict(ledger["status"].value_counts()) == {"succeeded": 5, "rejected": 1}
@@ -110,7 +46,7 @@ def test_dagster_dev_runs_the_pipeline_to_a_complete_ledger(tmp_path: Path, make
 
         # A backfill over every batch from the `dagster` CLI runs, and resubmits nothing.
         backfill = subprocess.run(
-            [dagster, "job", "backfill", "-w", "workspace.yaml", "-j", "submit_batch_job",
+            [DAGSTER, "job", "backfill", "-w", "workspace.yaml", "-j", "submit_batch_job",
              "--partitions", "alpha,beta", "--noprompt"],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
@@ -145,10 +81,3 @@ def test_dagster_dev_runs_the_pipeline_to_a_complete_ledger(tmp_path: Path, make
                 if path.is_file() and path.suffix != ".mp4":
                     assert SECRET.encode() not in path.read_bytes(), path
         assert SECRET not in (tmp_path / "dagster_dev.log").read_text()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()

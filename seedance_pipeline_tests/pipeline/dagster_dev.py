@@ -1,0 +1,131 @@
+"""The real `dagster dev` (webserver and daemon) for end-to-end tests: started on a free loopback
+port with its own DAGSTER_HOME and data directory, driven through its GraphQL API, and waited on
+until the daemon's sensors have written a complete ledger."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from seedance_pipeline.emulator import EmulatorServer
+from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.state.store import OPEN
+
+REPO = Path(__file__).resolve().parents[2]
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    answer = httpx.post(
+        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
+    )
+    answer.raise_for_status()
+    return answer.json()  # type: ignore[no-any-return]
+
+
+@dataclass
+class DagsterDev:
+    url: str
+    proc: subprocess.Popen[Any]
+    env: dict[str, str]
+    home: Path
+    data: Path
+    log: Path
+
+    def launch(self, job: str) -> str:
+        """Launch `job` of the code location, as the UI's launchpad would; returns the run id."""
+        params = {"selector": {"repositoryLocationName": "seedance_pipeline", "repositoryName": "__repository__",
+                               "jobName": job}, "runConfigData": {}}  # fmt: skip
+        launched = graphql(self.url, LAUNCH, {"params": params})["data"]["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        return str(launched["run"]["runId"])
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def wait_for_ledger(self, batches: list[str], timeout_s: float = 300) -> pd.DataFrame:
+        """Until no request is open and each of `batches` has a ledger partition with none open
+        either (a ledger can be written before its batch finishes); returns the whole ledger."""
+        store = PipelineSettings(data_dir=str(self.data)).store()
+        expected = sorted(f"batch={b}" for b in batches)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            records = store.records() if (self.data / "state.sqlite").exists() else []
+            ledger_files = sorted(
+                p.parent.name for p in (self.data / "ledger").glob("batch=*/part-0.parquet")
+            )
+            settled = records and not any(r.status in OPEN for r in records)
+            if settled and ledger_files == expected:
+                ledger = pd.read_parquet(self.data / "ledger")
+                if not ledger["status"].isin(OPEN).any():
+                    return ledger
+            assert self.proc.poll() is None, f"dagster dev stopped:\n{self.log_tail()}"
+            assert time.monotonic() < deadline, (
+                f"not complete: {[r.status for r in records]} {ledger_files}"
+            )
+            time.sleep(2)
+
+
+@contextmanager
+def dagster_dev(
+    tmp_path: Path, catalog: Path, emulator: EmulatorServer, env: dict[str, str] | None = None
+) -> Iterator[DagsterDev]:
+    """`dagster dev` from the repo root (its `workspace.yaml`) with a fresh DAGSTER_HOME and data
+    directory under `tmp_path`, providers without a key in `emulator`, no real key inherited, and
+    `env` on top; yields once GraphQL answers, and stops the whole process group afterwards."""
+    home, data = tmp_path / "dagster_home", tmp_path / "data"
+    home.mkdir()
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    full_env |= {"DAGSTER_HOME": str(home), "SEEDANCE_DATA_DIR": str(data), "SEEDANCE_CATALOG": str(catalog),
+                 "SEEDANCE_SANDBOX_URL": emulator.url, **(env or {})}  # fmt: skip
+    log_path = tmp_path / "dagster_dev.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                                cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        dev = DagsterDev(f"http://127.0.0.1:{port}", proc, full_env, home, data, log_path)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None, dev.log_tail()
+                try:
+                    if graphql(dev.url, "{ version }").get("data"):
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "dagster dev did not come up"
+                time.sleep(1)
+            yield dev
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,152 @@
+"""Seen as a person sees it: the Dagster UI of a real `dagster dev` that has run the pipeline, opened
+in headless Chromium. Screenshots go to `SEEDANCE_TEST_ARTIFACTS` (a pytest temporary folder when
+unset), and one more on failure, with the `dagster dev` log beside it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from seedance_pipeline.definitions import defs
+from seedance_pipeline.emulator import EmulatorServer
+from seedance_pipeline_tests.conftest import ImageFactory
+from seedance_pipeline_tests.pipeline.conftest import write_catalog
+from seedance_pipeline_tests.pipeline.dagster_dev import dagster_dev, graphql
+
+CHROMIUM = Path(os.environ.get("SEEDANCE_CHROMIUM", "/usr/bin/chromium"))
+# Without the background-networking flags, Chromium's own calls home are refused by the closed
+# network of CI machines and slow every page down; a small /dev/shm in containers crashes it.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"]  # fmt: skip
+# Tall enough that the graph's own zoom-to-fit shows every node at a readable size.
+VIEWPORT = {"width": 1920, "height": 1300}  # wide enough for full asset names at the fitted zoom
+# A loaded machine (2 cores shared by several test runs) renders slowly; waits are generous.
+UI_TIMEOUT_MS = 90_000
+
+# What a person looks for on a finished batch's ledger materialisation. The report link joins
+# this list when `batch_report` lands.
+LEDGER_METADATA = ["path", "rows", "by_status", "cost_usd", "cost_usd_estimated", "sandbox_rows",
+                   "SANDBOX", "providers", "failures_by_kind", "batch_report"]  # fmt: skip
+BATCH = "beta"  # of `write_catalog`: two videos made, one image refused
+# The run of the latest materialisation, which the UI must be showing.
+LATEST_LEDGER = """
+query Latest($partitions: [String!]) {
+  assetOrError(assetKey: {path: ["batch_ledger"]}) {
+    ... on Asset { assetMaterializations(partitions: $partitions, limit: 1) { runId } }
+  }
+}"""
+
+
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def missing(reason: str) -> None:
+    """In CI a missing browser is a broken setup, not a reason to skip."""
+    if running_in_ci():
+        pytest.fail(f"{reason} (CI=true: .ci/run installs it)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = os.environ.get("SEEDANCE_TEST_ARTIFACTS")
+    path = Path(folder).resolve() if folder else tmp_path_factory.mktemp("artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    """A page of headless Debian Chromium, driven by Playwright (whose own browser download does
+    not work on a closed network), with a fresh profile."""
+    if not CHROMIUM.exists():
+        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set SEEDANCE_CHROMIUM)")
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        missing("the playwright package is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            expect.set_options(timeout=UI_TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+def metadata_value(page: Any, label: str) -> str:
+    """The value cell beside `label` in the materialisation's metadata table."""
+    row = page.get_by_role("row").filter(has=page.get_by_role("cell", name=label, exact=True))
+    return str(row.get_by_role("cell").nth(1).inner_text()).strip()
+
+
+@pytest.mark.timeout(600)
+def test_the_ui_shows_every_asset_and_a_finished_batchs_ledger_metadata(
+    tmp_path: Path, make_image: ImageFactory, emulator: EmulatorServer, page: Any, artifacts: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    asset_names = sorted(key.to_user_string() for key in defs.resolve_all_asset_keys())
+    catalog = write_catalog(tmp_path, make_image)
+    # One batch is enough to see, and each batch costs the daemon more runs on a busy machine.
+    pd.read_csv(catalog).query("batch == @BATCH").to_csv(catalog, index=False)
+    with dagster_dev(tmp_path, catalog, emulator) as dev:
+        try:
+            dev.launch("catalog_job")
+            dev.wait_for_ledger([BATCH])
+            # What clicking "Skip" on the community pop-up (shown on localhost only) records.
+            graphql(dev.url, "mutation { setNuxSeen }")
+
+            # The global lineage graph: a node per asset, every one inside the window, each
+            # with its live state loaded.
+            page.goto(f"{dev.url}/asset-groups")
+            nodes = page.locator("foreignObject")  # the graph's nodes, not the sidebar's list
+            for name in asset_names:
+                expect(nodes.get_by_text(name, exact=True)).to_be_in_viewport()
+            expect(nodes.get_by_text("Loading...")).to_have_count(0)
+            ledger_node = nodes.filter(has=page.get_by_text("batch_ledger", exact=True))
+            expect(ledger_node.get_by_text("100% filled")).to_be_visible()
+            page.screenshot(path=artifacts / "ui_asset_graph.png")
+
+            # The ledger asset's page for the finished batch: its latest materialisation and
+            # what its metadata says, against the ledger file itself.
+            latest = graphql(dev.url, LATEST_LEDGER, {"partitions": [BATCH]})
+            run_id = latest["data"]["assetOrError"]["assetMaterializations"][0]["runId"]
+            page.goto(f"{dev.url}/assets/batch_ledger?view=partitions&partition={BATCH}")
+            expect(page.get_by_text("Latest materialization")).to_be_visible()
+            expect(page.get_by_text(run_id[:8], exact=True)).to_be_visible()
+            for label in LEDGER_METADATA:
+                expect(page.get_by_role("cell", name=label, exact=True)).to_be_visible()
+                assert metadata_value(page, label), f"{label} is shown without a value"
+            page.screenshot(path=artifacts / "ui_batch_ledger.png")
+
+            path = dev.data / "ledger" / f"batch={BATCH}" / "part-0.parquet"
+            assert metadata_value(page, "path") == str(path)
+            written = pd.read_parquet(path)
+            assert int(metadata_value(page, "rows")) == len(written) == 3
+            assert json.loads(metadata_value(page, "by_status")) == dict(
+                written["status"].value_counts()
+            ) == {"succeeded": 2, "rejected": 1}  # fmt: skip
+            assert float(metadata_value(page, "cost_usd")) == pytest.approx(
+                written["cost_usd"].fillna(0).sum()
+            )
+            assert float(metadata_value(page, "cost_usd")) > 0
+            sheet = dev.data / "reports" / f"batch={BATCH}" / "contact_sheet.png"
+            assert metadata_value(page, "batch_report") == str(sheet) and sheet.is_file()
+        except BaseException:
+            shutil.copy(dev.log, artifacts / "ui_dagster_dev.log")
+            with contextlib.suppress(Exception):  # a dead browser must not hide the failure
+                page.screenshot(path=artifacts / "ui_failure.png")
+            raise
