@@ -36,7 +36,11 @@ CANCELLED = "cancelled"
 UNKNOWN = "unknown"  # the create call's outcome is unknown: an operator must decide
 
 OPEN = (PENDING, SUBMITTING, IN_FLIGHT, FETCHING)
-ACTIVE = (SUBMITTING, IN_FLIGHT, FETCHING)  # count against a provider's tasks in flight
+ACTIVE = (SUBMITTING, IN_FLIGHT, FETCHING)  # not finished on our side
+# What counts against a provider's limit of tasks in flight: a task it reports succeeded (fetching:
+# our copy of the video is under way) no longer holds one of its slots, so the slot is refilled
+# without waiting for the download.
+AT_PROVIDER = (SUBMITTING, IN_FLIGHT)
 TERMINAL = (SUCCEEDED, FAILED, REJECTED, EXPIRED, CANCELLED, UNKNOWN)
 SETTLED = (SUCCEEDED, FAILED, REJECTED, EXPIRED, CANCELLED)  # their cost is known
 RESERVED = (*ACTIVE, UNKNOWN)  # their estimate counts against budgets
@@ -342,7 +346,7 @@ class StateStore:
             limit = min(max_in_flight, self._lock_provider(conn, provider) or max_in_flight)
             active = conn.execute(
                 sa.select(sa.func.count()).where(
-                    requests_table.c.provider == provider, requests_table.c.status.in_(ACTIVE)
+                    requests_table.c.provider == provider, requests_table.c.status.in_(AT_PROVIDER)
                 )
             ).scalar_one()
             if active >= limit:
@@ -571,7 +575,9 @@ class StateStore:
         """Tasks in flight per provider (what counts against each provider's limit)."""
         c = requests_table.c
         query = (
-            sa.select(c.provider, sa.func.count()).where(c.status.in_(ACTIVE)).group_by(c.provider)
+            sa.select(c.provider, sa.func.count())
+            .where(c.status.in_(AT_PROVIDER))
+            .group_by(c.provider)
         )
         with self.engine.connect() as conn:
             return {provider: int(n) for provider, n in conn.execute(query)}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from seedance_pipeline.state.store import (
+    FETCHING,
     IN_FLIGHT,
     PENDING,
     SUBMITTING,
@@ -151,3 +152,17 @@ def test_an_older_store_gains_new_columns_in_place(tmp_path: Path) -> None:
     (kept,) = store.records()
     assert (kept.task_id, kept.run_id, kept.sent_at) == ("task-1", None, None)
     assert store.current_limit("novita", 8) == 8
+
+
+def test_a_task_the_provider_finished_frees_its_slot_before_the_video_is_copied(
+    store: StateStore,
+) -> None:
+    store.add_new([record(i) for i in range(3)])
+    assert store.claim("r0000", "novita", 1, 1.0, True) is None
+    assert "1 tasks in flight (limit 1)" in (store.claim("r0001", "novita", 1, 1.0, True) or "")
+    store.transition("r0000", SUBMITTING, IN_FLIGHT, task_id="t0")
+    store.transition("r0000", IN_FLIGHT, FETCHING, cost_usd=1.0)  # succeeded there; copy under way
+    assert store.claim("r0001", "novita", 1, 1.0, True) is None
+    assert store.active_by_provider() == {"novita": 1}
+    # ...but its cost stays committed against budgets until it is settled
+    assert store.spend() == pytest.approx(2.0)
