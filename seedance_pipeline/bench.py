@@ -268,6 +268,16 @@ def case_capacity(scale: float, repeats: int, work: Path) -> Result:
         "--queued-s", "0", "--running-s", str(task_s), "--max-in-flight", str(slots)
     )
     try:
+        # Warm-up, untimed: the emulator renders the MP4 for an image once (about a second) and
+        # serves it from its cache after; that render is the provider's time, not the pipeline's.
+        warm = _settings(
+            work / "capacity-warm-up", _catalog(work / "capacity-warm-up", 1), emulator.url
+        )
+        refresh_catalog(warm)
+        while warm.store().counts().get("succeeded", 0) < 1:
+            submit_batch(warm, "default", ["modelark"])
+            poll_tick(warm)
+            time.sleep(0.2)
         makespans = []
         for attempt in range(max(1, repeats // 2)):
             catalog = _catalog(work / f"capacity-{attempt}", count)
@@ -275,13 +285,26 @@ def case_capacity(scale: float, repeats: int, work: Path) -> Result:
                                  max_in_flight={"modelark": slots}, poll_time_box_s=10)  # fmt: skip
             refresh_catalog(settings)
             store = settings.store()
+            # As deployed: submission runs and the polling sensor are separate processes sharing
+            # the state store (here without Dagster's sensor interval and run start-up).
+            context = multiprocessing.get_context("spawn")
+            ready, go = context.Event(), context.Event()
+            submitter = context.Process(
+                target=_submit_until_done, args=(settings, ready, go), daemon=True
+            )
+            submitter.start()
+            ready.wait(120)  # its imports are done: the clock measures the pipeline, not start-up
             started = time.perf_counter()
-            while store.counts().get("succeeded", 0) < count:
-                submit_batch(settings, "default", ["modelark"])
-                poll_tick(settings)
-                time.sleep(0.05)
-                if time.perf_counter() - started > bound * 4 + 60:
-                    raise RuntimeError(f"capacity run stuck: {store.counts()}")
+            go.set()
+            try:
+                while store.counts().get("succeeded", 0) < count:
+                    poll_tick(settings)
+                    time.sleep(0.01)  # a sensor that ticks again as soon as it is done
+                    if time.perf_counter() - started > bound * 4 + 60:
+                        raise RuntimeError(f"capacity run stuck: {store.counts()}")
+            finally:
+                submitter.join(timeout=30)
+                submitter.kill()
             makespans.append(time.perf_counter() - started)
         makespan = statistics.median(makespans)
         ratio = makespan / bound
@@ -290,6 +313,19 @@ def case_capacity(scale: float, repeats: int, work: Path) -> Result:
                       notes=[f"{count} requests, emulator limited to {slots} in flight"])  # fmt: skip
     finally:
         emulator.close()
+
+
+def _submit_until_done(settings: Any, ready: Any, go: Any) -> None:
+    """The capacity case's submitter: submission passes until nothing is pending."""
+    from seedance_pipeline.pipeline import submit_batch
+    from seedance_pipeline.state.store import PENDING
+
+    store = settings.store()
+    ready.set()
+    go.wait()
+    while store.counts().get(PENDING, 0):
+        submit_batch(settings, "default", ["modelark"])
+        time.sleep(0.02)
 
 
 def case_ledger(scale: float, repeats: int, work: Path) -> Result:
