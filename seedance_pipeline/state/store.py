@@ -42,6 +42,7 @@ SETTLED = (SUCCEEDED, FAILED, REJECTED, EXPIRED, CANCELLED)  # their cost is kno
 RESERVED = (*ACTIVE, UNKNOWN)  # their estimate counts against budgets
 
 BUDGET_LOCK = "__budgets__"  # lock row taken by every claim that checks a spend cap
+SCHEMA_LOCK_KEY = 0x5EEDA9CE  # PostgreSQL advisory lock held while the schema is created
 
 metadata = sa.MetaData()
 
@@ -190,6 +191,9 @@ class StateStore:
             future=True,
             connect_args={"timeout": 60} if is_sqlite else {},
             pool_pre_ping=not is_sqlite,
+            # The lock rows rely on each statement seeing what was committed before the lock was
+            # granted, whatever the server's default (REPEATABLE READ would fail such claims).
+            **({} if is_sqlite else {"isolation_level": "READ COMMITTED"}),
         )
         if is_sqlite:
             # WAL lets the sensor read while a run writes; each write is one short transaction.
@@ -200,9 +204,26 @@ class StateStore:
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.close()
 
-        metadata.create_all(self.engine)
-        self._add_missing_columns()
-        self._ensure_lock_rows()
+        with self._schema_lock():
+            metadata.create_all(self.engine)
+            self._add_missing_columns()
+            self._ensure_lock_rows()
+
+    @contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        """Every machine's first run creates (or upgrades) the schema; on PostgreSQL, concurrent
+        CREATE TABLEs collide in its catalog, so they take turns under an advisory lock."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                conn.commit()
 
     def _add_missing_columns(self) -> None:
         """Columns added since a store was created are added in place (all are nullable), so an
