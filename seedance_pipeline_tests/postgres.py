@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -50,6 +51,11 @@ class PostgresServer:
     @property
     def password(self) -> str:
         return self.admin_url.password or ""
+
+    @property
+    def password_marker(self) -> str:
+        """The password's longest alphanumeric run: found in any rendering of it, quoted or not."""
+        return max(re.findall(r"[A-Za-z0-9]+", self.password), key=len, default="")
 
     def url(self, database: str) -> str:
         """A state-store URL for one database, password included (render_as_string hides it by

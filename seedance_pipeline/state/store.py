@@ -178,11 +178,26 @@ def default_state_url(data_dir: str | Path) -> str:
     return f"sqlite:///{path}"
 
 
+def shown_url(url: str) -> str:
+    """A state URL as logs and errors may show it: password hidden. A URL whose password was not
+    URL-quoted is refused without being echoed, since part of the password would show as its host
+    or port (`user:p@ss@host` parses as host `ss@host`)."""
+    refusal = ("the state store URL cannot be parsed; URL-quote special characters in its password "
+               "(urllib.parse.quote_plus)")  # fmt: skip
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise ValueError(refusal) from None
+    if "@" in (parsed.host or ""):
+        raise ValueError(refusal)
+    return parsed.render_as_string(hide_password=True)
+
+
 class StateStore:
     """SQLAlchemy-backed; SQLite under the data directory by default, any SQLAlchemy URL otherwise."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = shown_url(url)  # never the password
         is_sqlite = url.startswith("sqlite")
         if is_sqlite and ":memory:" not in url:
             Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
@@ -258,7 +273,7 @@ class StateStore:
                         pass  # another process made it first
 
     def __repr__(self) -> str:
-        return f"StateStore({self.engine.url.render_as_string(hide_password=True)})"
+        return f"StateStore({self.url})"
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:

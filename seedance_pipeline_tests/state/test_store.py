@@ -6,6 +6,7 @@ import multiprocessing
 import random
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -282,3 +283,48 @@ def test_claims_from_separate_processes_never_exceed_a_budget(postgres_url: str)
     assert store.spend() == pytest.approx(3.0)
     assert store.active_by_provider()["novita"] <= 5
     store.engine.dispose()
+
+
+# -- a password in the state URL is never shown ----------------------------------------------------
+
+
+def with_password(url: str, password: str) -> str:
+    return sa.make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
+def test_a_store_shows_its_url_without_the_password(
+    postgres: PostgresServer, postgres_url: str
+) -> None:
+    marker = postgres.password_marker
+    assert len(marker) >= 16, "the test server's password is too weak to search for"
+    store = StateStore(postgres_url)  # really connects with it
+    shown = [repr(store), store.url, str(store.engine.url), repr(store.engine.url)]
+    assert all(marker not in text and "***" in text for text in shown), shown
+    store.engine.dispose()
+
+
+def bad_urls(url: str, marker: str) -> dict[str, tuple[str, str]]:
+    """Misconfigured state URLs, each carrying the password, and what its error must say instead."""
+    u = sa.make_url(url)
+    return {
+        "wrong password": (with_password(url, f"wrong-{marker}"), "password authentication failed"),
+        "nothing listening": (u.set(port=1).render_as_string(hide_password=False), "refused"),
+        "no such database": (u.set(database="nope").render_as_string(hide_password=False), "does not exist"),
+        "unquoted @ in the password": (f"postgresql+psycopg://seedance:{marker}@{marker}@{u.host}:{u.port}/db",
+                                       "URL-quote"),
+        "unquoted @ before a port": (f"postgresql+psycopg://seedance:x@y:{marker}@{u.host}:{u.port}/db",
+                                     "URL-quote"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["wrong password", "nothing listening", "no such database",
+                                  "unquoted @ in the password", "unquoted @ before a port"])  # fmt: skip
+def test_errors_opening_a_store_never_show_its_password(
+    postgres: PostgresServer, postgres_url: str, case: str
+) -> None:
+    url, diagnosis = bad_urls(postgres_url, postgres.password_marker)[case]
+    with pytest.raises(Exception) as raised:
+        StateStore(url)
+    text = "".join(traceback.format_exception(raised.value))  # with every chained cause
+    assert diagnosis in text
+    assert postgres.password_marker not in text
