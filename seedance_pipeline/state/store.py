@@ -46,21 +46,23 @@ SCHEMA_LOCK_KEY = 0x5EEDA9CE  # PostgreSQL advisory lock held while the schema i
 
 metadata = sa.MetaData()
 
+# Catalog text (batch, image id, provider and model as written, even in rejected rows), task and run
+# ids are Text: PostgreSQL enforces VARCHAR lengths where SQLite ignores them.
 requests_table = sa.Table(
     "requests",
     metadata,
     sa.Column("request_id", sa.String(64), primary_key=True),
-    sa.Column("batch", sa.String(200), nullable=False, index=True),
+    sa.Column("batch", sa.Text, nullable=False, index=True),
     sa.Column("catalog_row", sa.Integer, nullable=False),
-    sa.Column("image_id", sa.String(500)),
-    sa.Column("provider", sa.String(50), nullable=False, index=True),
-    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("image_id", sa.Text),
+    sa.Column("provider", sa.Text, nullable=False, index=True),
+    sa.Column("model", sa.Text, nullable=False),
     sa.Column("request_json", sa.Text, nullable=False),
     sa.Column("image_sha256", sa.String(64)),
     sa.Column("image_width", sa.Integer),
     sa.Column("image_height", sa.Integer),
     sa.Column("status", sa.String(20), nullable=False, index=True),
-    sa.Column("task_id", sa.String(200)),
+    sa.Column("task_id", sa.Text),
     sa.Column("error_kind", sa.String(50)),
     sa.Column("error_message", sa.Text),
     sa.Column("seed_used", sa.BigInteger),
@@ -79,7 +81,7 @@ requests_table = sa.Table(
     sa.Column("sent_at", sa.Float),  # when the create call whose outcome is unknown was sent
     sa.Column("completed_at", sa.Float),
     sa.Column("sandbox", sa.Boolean),
-    sa.Column("run_id", sa.String(100)),  # the Dagster run (or headless run) that submitted it
+    sa.Column("run_id", sa.Text),  # the Dagster run (or headless run) that submitted it
     sa.Column("polled_at", sa.Float, nullable=False, default=0.0),
     sa.Column("updated_at", sa.Float, nullable=False),
 )

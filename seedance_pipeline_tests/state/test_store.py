@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from seedance_pipeline.state.store import (
     IN_FLIGHT,
     PENDING,
+    REJECTED,
     SUBMITTING,
     SUCCEEDED,
     UNKNOWN,
@@ -328,3 +329,17 @@ def test_errors_opening_a_store_never_show_its_password(
     text = "".join(traceback.format_exception(raised.value))  # with every chained cause
     assert diagnosis in text
     assert postgres.password_marker not in text
+
+
+def test_long_catalog_values_are_kept_on_every_backend(store: StateStore) -> None:
+    """Catalog text reaches the store as written, even in rows that are rejected (an unknown
+    provider or model is recorded as given); PostgreSQL enforces VARCHAR lengths, SQLite does not."""
+    long = RequestRecord(request_id="long", batch="b" * 300, catalog_row=1, provider="p" * 80,
+                         model="m" * 300, image_id="i" * 1000, request={}, status=REJECTED,
+                         error_message="provider: unknown")  # fmt: skip
+    assert store.add_new([long]) == 1
+    assert store.transition("long", REJECTED, REJECTED, task_id="t" * 300, run_id="r" * 300)
+    kept = store.get("long")
+    assert kept is not None and (kept.batch, kept.provider, kept.model, kept.image_id) == (
+        long.batch, long.provider, long.model, long.image_id)  # fmt: skip
+    assert (kept.task_id, kept.run_id) == ("t" * 300, "r" * 300)
