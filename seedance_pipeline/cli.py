@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from seedance_pipeline.emulator import EmulatorConfig, serve
@@ -59,7 +60,8 @@ def _resolve_unknown(args: argparse.Namespace) -> int:
         default_state_url,
     )
 
-    store = StateStore(args.state_url or default_state_url(args.data_dir))
+    url = args.state_url or os.environ.get("SEEDANCE_STATE_URL") or default_state_url(args.data_dir)
+    store = StateStore(url)
     if args.request_id is None:
         for unknown in store.records(statuses=[UNKNOWN]):
             print(
@@ -156,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.add_argument("request_id", nargs="?", help="the request to decide about")
     resolve.add_argument("--data-dir", default="data")
     resolve.add_argument(
-        "--state-url", help="SQLAlchemy URL of the state store (default: SQLite in the data dir)"
+        "--state-url",
+        help="SQLAlchemy URL of the state store (default: $SEEDANCE_STATE_URL, else SQLite in the data dir)",
     )
     action = resolve.add_mutually_exclusive_group()
     action.add_argument("--task-id", help="the provider task this request created: polling resumes")

@@ -1,13 +1,16 @@
-"""Shared fixtures: a live emulator on a free loopback port, real image files made on demand, and a
-local S3-compatible server (moto) on loopback with a fresh bucket per test."""
+"""Shared fixtures: a live emulator on a free loopback port, real image files made on demand, a local
+S3-compatible server (moto) on loopback with a fresh bucket per test, and the state store's URL on
+each backend (SQLite, and PostgreSQL from `postgres.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ from PIL import Image
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
 from seedance_pipeline.providers import GenerationRequest, TaskState, adapter_for
 from seedance_pipeline.providers.client import ProviderClient, ProviderConfig, Secret
+from seedance_pipeline.state.store import default_state_url
+from seedance_pipeline_tests.postgres import PostgresServer, PostgresUnavailable, postgres_server
 
 # One model per provider API, small and fast for tests.
 MODELS = [
@@ -80,6 +85,42 @@ def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3]:
 def emulator() -> Iterator[EmulatorServer]:
     with EmulatorServer(EmulatorConfig(queued_s=0.1, running_s=0.3)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session. Where there is none, its tests skip with the reason,
+    except in CI (`CI=true`), where a missing PostgreSQL fails them."""
+    stack = ExitStack()
+    try:
+        server = stack.enter_context(postgres_server())
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"PostgreSQL is required when CI=true: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    with stack:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh database for this test (its URL carries the server's password)."""
+    from seedance_pipeline.settings import _STORES
+
+    with postgres.database() as name:
+        url = postgres.url(name)
+        yield url
+        store = _STORES.pop(url, None)
+        if store is not None:
+            store.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The state store's URL on each backend, so the same test runs on SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        return default_state_url(tmp_path)
+    return str(request.getfixturevalue("postgres_url"))
 
 
 ImageFactory = Callable[..., Path]

@@ -1,6 +1,7 @@
 """Dagster assets for the catalog: the planned requests, and the rows that were rejected."""
 
 from collections import Counter
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -77,6 +78,7 @@ def rejected_rows(seedance: SeedanceResource) -> dg.MaterializeResult:
         columns=["catalog_row", "batch", "image_id", "provider", "model", "image", "reasons"],
     )
     path = f"{settings.data_dir}/rejected_rows.parquet"
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # not made by a PostgreSQL store
     frame.to_parquet(path, index=False)
     preview = frame[["catalog_row", "image_id", "reasons"]].head(50)
     return dg.MaterializeResult(

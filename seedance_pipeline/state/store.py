@@ -47,24 +47,27 @@ RESERVED = (*ACTIVE, UNKNOWN)  # their estimate counts against budgets
 
 NO_LONGER_PENDING = "no longer pending"  # a claim that lost a race: not a reason to wait
 BUDGET_LOCK = "__budgets__"  # lock row taken by every claim that checks a spend cap
+SCHEMA_LOCK_KEY = 0x5EEDA9CE  # PostgreSQL advisory lock held while the schema is created
 
 metadata = sa.MetaData()
 
+# Catalog text (batch, image id, provider and model as written, even in rejected rows), task and run
+# ids are Text: PostgreSQL enforces VARCHAR lengths where SQLite ignores them.
 requests_table = sa.Table(
     "requests",
     metadata,
     sa.Column("request_id", sa.String(64), primary_key=True),
-    sa.Column("batch", sa.String(200), nullable=False, index=True),
+    sa.Column("batch", sa.Text, nullable=False, index=True),
     sa.Column("catalog_row", sa.Integer, nullable=False),
-    sa.Column("image_id", sa.String(500)),
-    sa.Column("provider", sa.String(50), nullable=False, index=True),
-    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("image_id", sa.Text),
+    sa.Column("provider", sa.Text, nullable=False, index=True),
+    sa.Column("model", sa.Text, nullable=False),
     sa.Column("request_json", sa.Text, nullable=False),
     sa.Column("image_sha256", sa.String(64)),
     sa.Column("image_width", sa.Integer),
     sa.Column("image_height", sa.Integer),
     sa.Column("status", sa.String(20), nullable=False, index=True),
-    sa.Column("task_id", sa.String(200)),
+    sa.Column("task_id", sa.Text),
     sa.Column("error_kind", sa.String(50)),
     sa.Column("error_message", sa.Text),
     sa.Column("seed_used", sa.BigInteger),
@@ -83,7 +86,7 @@ requests_table = sa.Table(
     sa.Column("sent_at", sa.Float),  # when the create call whose outcome is unknown was sent
     sa.Column("completed_at", sa.Float),
     sa.Column("sandbox", sa.Boolean),
-    sa.Column("run_id", sa.String(100)),  # the Dagster run (or headless run) that submitted it
+    sa.Column("run_id", sa.Text),  # the Dagster run (or headless run) that submitted it
     sa.Column("polled_at", sa.Float, nullable=False, default=0.0),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
@@ -183,11 +186,26 @@ def default_state_url(data_dir: str | Path) -> str:
     return f"sqlite:///{path}"
 
 
+def shown_url(url: str) -> str:
+    """A state URL as logs and errors may show it: password hidden. A URL whose password was not
+    URL-quoted is refused without being echoed, since part of the password would show as its host
+    or port (`user:p@ss@host` parses as host `ss@host`)."""
+    refusal = ("the state store URL cannot be parsed; URL-quote special characters in its password "
+               "(urllib.parse.quote_plus)")  # fmt: skip
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise ValueError(refusal) from None
+    if "@" in (parsed.host or ""):
+        raise ValueError(refusal)
+    return parsed.render_as_string(hide_password=True)
+
+
 class StateStore:
     """SQLAlchemy-backed; SQLite under the data directory by default, any SQLAlchemy URL otherwise."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = shown_url(url)  # never the password
         is_sqlite = url.startswith("sqlite")
         if is_sqlite and ":memory:" not in url:
             Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +214,9 @@ class StateStore:
             future=True,
             connect_args={"timeout": 60} if is_sqlite else {},
             pool_pre_ping=not is_sqlite,
+            # The lock rows rely on each statement seeing what was committed before the lock was
+            # granted, whatever the server's default (REPEATABLE READ would fail such claims).
+            **({} if is_sqlite else {"isolation_level": "READ COMMITTED"}),
         )
         if is_sqlite:
             # WAL lets the sensor read while a run writes; each write is one short transaction.
@@ -206,9 +227,26 @@ class StateStore:
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.close()
 
-        metadata.create_all(self.engine)
-        self._add_missing_columns()
-        self._ensure_lock_rows()
+        with self._schema_lock():
+            metadata.create_all(self.engine)
+            self._add_missing_columns()
+            self._ensure_lock_rows()
+
+    @contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        """Every machine's first run creates (or upgrades) the schema; on PostgreSQL, concurrent
+        CREATE TABLEs collide in its catalog, so they take turns under an advisory lock."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                conn.commit()
 
     def _add_missing_columns(self) -> None:
         """Columns added since a store was created are added in place (all are nullable), so an
@@ -245,7 +283,7 @@ class StateStore:
                         pass  # another process made it first
 
     def __repr__(self) -> str:
-        return f"StateStore({self.engine.url.render_as_string(hide_password=True)})"
+        return f"StateStore({self.url})"
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:

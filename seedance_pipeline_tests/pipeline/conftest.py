@@ -1,4 +1,5 @@
-"""A small catalog, a data directory and Dagster definitions pointed at the test's emulator."""
+"""A small catalog, a data directory and Dagster definitions pointed at the test's emulator; every
+pipeline test runs on both state-store backends."""
 
 from __future__ import annotations
 
@@ -59,6 +60,15 @@ def write_catalog(tmp_path: Path, make_image: ImageFactory) -> Path:
     path = tmp_path / "catalog.csv"
     pd.DataFrame(rows).assign(resolution="480p").to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(autouse=True)
+def state_backend(state_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """SQLite in the data directory (the default), or PostgreSQL through SEEDANCE_STATE_URL, as a
+    deployment sets it (runs, sensors and the commands the tests start all read it)."""
+    if not state_url.startswith("sqlite"):
+        monkeypatch.setenv("SEEDANCE_STATE_URL", state_url)
+    return state_url
 
 
 @pytest.fixture

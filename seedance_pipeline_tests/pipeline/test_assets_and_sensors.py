@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 import pytest
+import sqlalchemy as sa
+from dagster._serdes import serialize_value
 
 from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.state.store import IN_FLIGHT, PENDING, REJECTED, SUCCEEDED
 from seedance_pipeline_tests.pipeline.conftest import Pipeline
+from seedance_pipeline_tests.postgres import PostgresServer
 
 
 def drive(pipeline: Pipeline, timeout_s: float = 60) -> list[str]:
@@ -150,3 +154,29 @@ def test_the_daily_schedule_submits_outstanding_batches_within_the_cap(pipeline:
     context = dg.build_schedule_context(instance=pipeline.instance, resources={"seedance": broke},
                                         scheduled_execution_time=when)  # fmt: skip
     assert isinstance(schedule(context), dg.SkipReason)
+
+
+@pytest.mark.parametrize("state_url", ["postgresql"], indirect=True)  # SQLite has no password
+def test_the_state_store_password_never_reaches_dagster(
+    pipeline: Pipeline, postgres: PostgresServer, state_url: str, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.DEBUG)
+    pipeline.run("catalog_job")
+    drive(pipeline)  # submissions, polls and ledgers, all on PostgreSQL
+    # a run given a wrong password fails, and says why, without showing it either
+    wrong = sa.make_url(state_url).set(password=f"wrong-{postgres.password_marker}")
+    monkeypatch.setenv("SEEDANCE_STATE_URL", wrong.render_as_string(hide_password=False))
+    failed = pipeline.defs.resolve_job_def("catalog_job").execute_in_process(
+        instance=pipeline.instance, resources={"seedance": pipeline.resource}, raise_on_error=False
+    )
+    assert not failed.success
+    runs = pipeline.instance.get_runs()
+    recorded = [serialize_value(run) for run in runs]
+    recorded += [
+        serialize_value(entry) for run in runs for entry in pipeline.instance.all_logs(run.run_id)
+    ]
+    recorded += [record.getMessage() for record in caplog.records]
+    everything = "\n".join(recorded)
+    assert len(runs) >= 4 and "password authentication failed" in everything
+    assert postgres.password_marker not in everything

@@ -25,7 +25,8 @@ def start(
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.endswith("_API_KEY") and not k.startswith("SEEDANCE_")
+        if not k.endswith("_API_KEY")
+        and (not k.startswith("SEEDANCE_") or k == "SEEDANCE_STATE_URL")
     }
     env["SEEDANCE_SANDBOX_URL"] = emulator.url
     return subprocess.Popen([EXE, "run", "--catalog", str(catalog), "--data-dir", str(data), "--no-progress",

@@ -20,7 +20,11 @@ SECRET = "sk-live-e2e-NEVER-LOGGED-7777"
 
 @pytest.mark.timeout(420)
 def test_dagster_dev_runs_the_pipeline_to_a_complete_ledger(tmp_path: Path, make_image: ImageFactory,
-                                                            emulator: EmulatorServer) -> None:  # fmt: skip
+                                                            emulator: EmulatorServer, state_backend: str,
+                                                            request: pytest.FixtureRequest) -> None:  # fmt: skip
+    secrets = [SECRET]
+    if not state_backend.startswith("sqlite"):  # SEEDANCE_STATE_URL's password: look for it too
+        secrets.append(request.getfixturevalue("postgres").password_marker)
     catalog = write_catalog(tmp_path, make_image)
     real_key = {"NOVITA_API_KEY": SECRET, "NOVITA_BASE_URL": emulator.base_url("novita")}
     with dagster_dev(tmp_path, catalog, emulator, real_key) as dev:
@@ -76,8 +80,9 @@ def test_dagster_dev_runs_the_pipeline_to_a_complete_ledger(tmp_path: Path, make
         assert {r.key_fingerprint for r in emulator.state.audit("novita")} == {
             hashlib.sha256(SECRET.encode()).hexdigest()[:12]}  # fmt: skip
         assert not any(d["sent_credentials"] for d in emulator.state.video_downloads)
-        for folder in (home, data):
-            for path in folder.rglob("*"):
-                if path.is_file() and path.suffix != ".mp4":
-                    assert SECRET.encode() not in path.read_bytes(), path
-        assert SECRET not in (tmp_path / "dagster_dev.log").read_text()
+        for secret in secrets:
+            for folder in (home, data):
+                for path in folder.rglob("*"):
+                    if path.is_file() and path.suffix != ".mp4":
+                        assert secret.encode() not in path.read_bytes(), path
+            assert secret not in (tmp_path / "dagster_dev.log").read_text()

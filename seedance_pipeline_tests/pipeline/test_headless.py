@@ -25,7 +25,8 @@ def run(
     clean = {
         k: v
         for k, v in os.environ.items()
-        if not k.endswith(("_API_KEY", "_BASE_URL")) and not k.startswith("SEEDANCE_")
+        if not k.endswith(("_API_KEY", "_BASE_URL"))
+        and (not k.startswith("SEEDANCE_") or k == "SEEDANCE_STATE_URL")
     }
     return subprocess.run([EXE, "run", "--catalog", str(catalog), "--data-dir", str(data_dir), "--no-progress", *extra],
                           env=clean | env, capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -122,9 +123,10 @@ def test_zero_configuration_starts_a_shared_sandbox_emulator(
 
 
 def test_resolve_unknown_needs_an_explicit_decision(tmp_path: Path) -> None:
-    from seedance_pipeline.state.store import UNKNOWN, RequestRecord, StateStore, default_state_url
+    from seedance_pipeline.settings import PipelineSettings
+    from seedance_pipeline.state.store import UNKNOWN, RequestRecord
 
-    store = StateStore(default_state_url(tmp_path))
+    store = PipelineSettings(data_dir=str(tmp_path)).store()  # where the command looks for it
     store.add_new([RequestRecord(request_id=rid, batch="b", catalog_row=i, provider=p, model="m", request={},
                                  status=UNKNOWN) for i, (rid, p) in enumerate([("r1", "novita"), ("r2", "segmind")])])  # fmt: skip
     listed = subprocess.run(

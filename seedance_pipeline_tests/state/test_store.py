@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import random
 import threading
 import time
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from seedance_pipeline.state.store import (
     FETCHING,
     IN_FLIGHT,
     PENDING,
+    REJECTED,
     SUBMITTING,
     SUCCEEDED,
     UNKNOWN,
     RequestRecord,
     SpendCap,
     StateStore,
-    default_state_url,
+    provider_locks_table,
 )
+from seedance_pipeline_tests.postgres import PostgresServer
 
 
 def record(i: int, provider: str = "novita", estimate: float = 1.0) -> RequestRecord:
@@ -28,8 +36,10 @@ def record(i: int, provider: str = "novita", estimate: float = 1.0) -> RequestRe
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> StateStore:
-    return StateStore(default_state_url(tmp_path))
+def store(state_url: str) -> Iterator[StateStore]:
+    store = StateStore(state_url)
+    yield store
+    store.engine.dispose()
 
 
 def test_known_requests_keep_their_progress_when_the_catalog_is_read_again(
@@ -166,3 +176,185 @@ def test_a_task_the_provider_finished_frees_its_slot_before_the_video_is_copied(
     assert store.active_by_provider() == {"novita": 1}
     # ...but its cost stays committed against budgets until it is settled
     assert store.spend() == pytest.approx(2.0)
+
+
+# -- several processes on one store (PostgreSQL: what "runs on several machines" means) -----------
+
+
+def _hold_lock_row_while_claiming(url: str) -> str | None:
+    """Another process is mid-claim (it holds novita's lock row) when this one claims the last
+    slot: the claim must wait for it, then see what it committed."""
+    store, other = StateStore(url), StateStore(url)  # two engines, as in two processes
+    store.add_new([record(0), record(1)])
+    c = provider_locks_table.c
+    outcome: dict[str, str | None] = {}
+    try:
+        with other.engine.begin() as conn:
+            conn.execute(sa.update(provider_locks_table).where(c.provider == "novita")
+                         .values(claims=c.claims + 1))  # fmt: skip
+            waiting = threading.Thread(
+                target=lambda: outcome.update(got=store.claim("r0001", "novita", 1, 1.0, True))
+            )
+            waiting.start()
+            waiting.join(1.0)
+            assert waiting.is_alive(), f"the claim did not wait for the lock row: {outcome}"
+            # the holder takes the provider's only slot, then commits
+            other._transition(
+                conn, "r0000", PENDING, SUBMITTING, "claimed", submitted_at=time.time()
+            )
+        waiting.join(30)
+        assert not waiting.is_alive()
+        return outcome["got"]
+    finally:
+        store.engine.dispose()
+        other.engine.dispose()
+
+
+def test_a_claim_waits_for_the_lock_row_and_sees_what_its_holder_committed(state_url: str) -> None:
+    assert _hold_lock_row_while_claiming(state_url) == "novita has 1 tasks in flight (limit 1)"
+
+
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+def test_claims_keep_their_locking_where_the_database_defaults_to_stricter_isolation(
+    postgres: PostgresServer, postgres_url: str, isolation: str
+) -> None:
+    """The lock row design needs each statement to see what was committed before the lock was
+    granted (READ COMMITTED); the store asks for it whatever the database's default."""
+    database = sa.make_url(postgres_url).database
+    postgres.execute(
+        f"ALTER DATABASE \"{database}\" SET default_transaction_isolation TO '{isolation}'"
+    )
+    assert _hold_lock_row_while_claiming(postgres_url) == "novita has 1 tasks in flight (limit 1)"
+
+
+def _open_store(url: str, barrier: Any) -> None:
+    barrier.wait()
+    StateStore(url).engine.dispose()
+
+
+def test_several_processes_can_open_a_new_store_at_once(postgres_url: str) -> None:
+    """Every machine's first run creates the schema; they must not trip over each other."""
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(4)
+    workers = [spawn.Process(target=_open_store, args=(postgres_url, barrier)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    store = StateStore(postgres_url)
+    assert store.current_limit("novita", 8) == 8
+    store.engine.dispose()
+
+
+def _claimer(url: str, barrier: Any, limits: dict[str, int], cap_usd: float | None, seed: int,
+             results: Any) -> None:  # fmt: skip
+    """One process claiming every request it can, in its own random order."""
+    store = StateStore(url)
+    ids = sorted(r.request_id for r in store.records())
+    random.Random(seed).shuffle(ids)
+    providers = {r.request_id: r.provider for r in store.records()}
+    caps = [SpendCap("daily", cap_usd, since=0)] if cap_usd is not None else []
+    barrier.wait()
+    won = [
+        i
+        for i in ids
+        if store.claim(i, providers[i], limits[providers[i]], 0.25, True, caps) is None
+    ]
+    store.engine.dispose()
+    results.put(won)
+
+
+def claim_from_processes(url: str, limits: dict[str, int], cap_usd: float | None,
+                         processes: int = 4) -> list[str]:  # fmt: skip
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(processes), spawn.Queue()
+    workers = [spawn.Process(target=_claimer, args=(url, barrier, limits, cap_usd, seed, results))
+               for seed in range(processes)]  # fmt: skip
+    for w in workers:
+        w.start()
+    won = [i for _ in workers for i in results.get(timeout=240)]
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0] * processes
+    return won
+
+
+def test_claims_from_separate_processes_never_exceed_a_providers_limit(postgres_url: str) -> None:
+    store = StateStore(postgres_url)
+    store.add_new([record(i, "novita", 0.25) for i in range(40)] +
+                  [record(100 + i, "modelark", 0.25) for i in range(40)])  # fmt: skip
+    won = claim_from_processes(postgres_url, {"novita": 5, "modelark": 3}, cap_usd=None)
+    assert len(won) == len(set(won)) == 8  # each request claimed once, every free slot taken
+    assert store.active_by_provider() == {"novita": 5, "modelark": 3}
+    store.engine.dispose()
+
+
+def test_claims_from_separate_processes_never_exceed_a_budget(postgres_url: str) -> None:
+    store = StateStore(postgres_url)
+    store.add_new([record(i, "novita", 0.25) for i in range(40)] +
+                  [record(100 + i, "modelark", 0.25) for i in range(40)])  # fmt: skip
+    won = claim_from_processes(postgres_url, {"novita": 5, "modelark": 100}, cap_usd=3.0)
+    assert len(won) == len(set(won)) == 12  # $3.00 of $0.25 reservations, across both providers
+    assert store.spend() == pytest.approx(3.0)
+    assert store.active_by_provider()["novita"] <= 5
+    store.engine.dispose()
+
+
+# -- a password in the state URL is never shown ----------------------------------------------------
+
+
+def with_password(url: str, password: str) -> str:
+    return sa.make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
+def test_a_store_shows_its_url_without_the_password(
+    postgres: PostgresServer, postgres_url: str
+) -> None:
+    marker = postgres.password_marker
+    assert len(marker) >= 16, "the test server's password is too weak to search for"
+    store = StateStore(postgres_url)  # really connects with it
+    shown = [repr(store), store.url, str(store.engine.url), repr(store.engine.url)]
+    assert all(marker not in text and "***" in text for text in shown), shown
+    store.engine.dispose()
+
+
+def bad_urls(url: str, marker: str) -> dict[str, tuple[str, str]]:
+    """Misconfigured state URLs, each carrying the password, and what its error must say instead."""
+    u = sa.make_url(url)
+    return {
+        "wrong password": (with_password(url, f"wrong-{marker}"), "password authentication failed"),
+        "nothing listening": (u.set(port=1).render_as_string(hide_password=False), "refused"),
+        "no such database": (u.set(database="nope").render_as_string(hide_password=False), "does not exist"),
+        "unquoted @ in the password": (f"postgresql+psycopg://seedance:{marker}@{marker}@{u.host}:{u.port}/db",
+                                       "URL-quote"),
+        "unquoted @ before a port": (f"postgresql+psycopg://seedance:x@y:{marker}@{u.host}:{u.port}/db",
+                                     "URL-quote"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["wrong password", "nothing listening", "no such database",
+                                  "unquoted @ in the password", "unquoted @ before a port"])  # fmt: skip
+def test_errors_opening_a_store_never_show_its_password(
+    postgres: PostgresServer, postgres_url: str, case: str
+) -> None:
+    url, diagnosis = bad_urls(postgres_url, postgres.password_marker)[case]
+    with pytest.raises(Exception) as raised:
+        StateStore(url)
+    text = "".join(traceback.format_exception(raised.value))  # with every chained cause
+    assert diagnosis in text
+    assert postgres.password_marker not in text
+
+
+def test_long_catalog_values_are_kept_on_every_backend(store: StateStore) -> None:
+    """Catalog text reaches the store as written, even in rows that are rejected (an unknown
+    provider or model is recorded as given); PostgreSQL enforces VARCHAR lengths, SQLite does not."""
+    long = RequestRecord(request_id="long", batch="b" * 300, catalog_row=1, provider="p" * 80,
+                         model="m" * 300, image_id="i" * 1000, request={}, status=REJECTED,
+                         error_message="provider: unknown")  # fmt: skip
+    assert store.add_new([long]) == 1
+    assert store.transition("long", REJECTED, REJECTED, task_id="t" * 300, run_id="r" * 300)
+    kept = store.get("long")
+    assert kept is not None and (kept.batch, kept.provider, kept.model, kept.image_id) == (
+        long.batch, long.provider, long.model, long.image_id)  # fmt: skip
+    assert (kept.task_id, kept.run_id) == ("t" * 300, "r" * 300)
