@@ -76,7 +76,7 @@ class DagsterDev:
         expected = sorted(f"batch={b}" for b in batches)
         deadline = time.monotonic() + timeout_s
         while True:
-            records = store.records() if (self.data / "state.sqlite").exists() else []
+            records = store.records()  # on SQLite in the data dir, or on PostgreSQL
             ledger_files = sorted(
                 p.parent.name for p in (self.data / "ledger").glob("batch=*/part-0.parquet")
             )

@@ -93,6 +93,9 @@ def metadata_value(page: Any, label: str) -> str:
 
 
 @pytest.mark.timeout(600)
+# What the UI shows does not depend on the state store: one backend is enough (a dagster dev run
+# costs minutes).
+@pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
 def test_the_ui_shows_every_asset_and_a_finished_batchs_ledger_metadata(
     tmp_path: Path, make_image: ImageFactory, emulator: EmulatorServer, page: Any, artifacts: Path
 ) -> None:
