@@ -64,20 +64,14 @@ SCHEMA = pa.schema(
 COLUMNS = ["batch", *SCHEMA.names]
 
 
-# The fields of the stored neutral request that the ledger shows, parsed by Arrow's JSON reader.
+# Ledger columns taken from the stored neutral request (column: request field), parsed by Arrow's
+# JSON reader with the ledger's own types.
+_FROM_REQUEST = {"prompt": "prompt", "image": "image", "last_image": "last_image",
+                 "resolution": "resolution", "aspect_ratio": "aspect_ratio", "duration_s": "duration",
+                 "seed": "seed", "camera_fixed": "camera_fixed"}  # fmt: skip
 REQUEST_FIELDS = pa.schema(
-    [
-        ("prompt", pa.string()),
-        ("image", pa.string()),
-        ("last_image", pa.string()),
-        ("resolution", pa.string()),
-        ("aspect_ratio", pa.string()),
-        ("duration", pa.int64()),
-        ("seed", pa.int64()),
-        ("camera_fixed", pa.bool_()),
-    ]
+    [(field, SCHEMA.field(column).type) for column, field in _FROM_REQUEST.items()]
 )
-_FROM_REQUEST = {"duration_s": "duration"} | {n: n for n in REQUEST_FIELDS.names}
 _TIMESTAMPS = ("submitted_at", "completed_at")
 # What the ledger reads from the store: its own columns that are not part of the request, and the
 # request itself.
@@ -94,7 +88,7 @@ def ledger_table(records: Sequence[RequestRecord]) -> pa.Table:
 
 def store_ledger_table(store: StateStore, batch: str, chunk_size: int = 50_000) -> pa.Table:
     """The batch's ledger, built column by column from the store's rows a chunk at a time (no
-    per-row Python objects beyond one chunk): a million rows take seconds and a few hundred MiB."""
+    per-row Python objects beyond one chunk): a million rows peak at about 1.3 GiB (BENCHMARKS.md)."""
     chunks = [
         ledger_chunk(names, rows)
         for names, rows in store.batch_row_chunks(batch, STORED_COLUMNS, chunk_size)
