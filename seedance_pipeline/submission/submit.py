@@ -93,13 +93,14 @@ async def submit_pending(
     limit = settings.in_flight_limit(provider)
     # Only as many requests as could get a slot are read and tried, so a pass costs O(free slots),
     # not O(pending); at least one, so a full provider still says why the rest wait.
-    free = store.current_limit(provider, limit) - store.active_by_provider().get(provider, 0)
+    current = store.current_limit(provider, limit)
+    free = current - store.active_by_provider().get(provider, 0)
     pending = store.records(batch=batch, provider=provider, statuses=[PENDING], limit=max(1, free))
     gate = asyncio.Semaphore(max(1, settings.submit_concurrency))
 
     # Adaptive concurrency: 429s halve the provider's limit, accepted tasks raise it again (a
     # write only while it is below the configured one).
-    lowered = [store.current_limit(provider, limit) < limit]
+    lowered = [current < limit]
 
     def rate_limited() -> None:
         store.note_rate_limited(provider, limit)
