@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,12 @@ def test_the_ui_shows_every_asset_and_a_finished_batchs_ledger_metadata(
             )
             assert float(metadata_value(page, "cost_usd")) > 0
             sheet = dev.data / "reports" / f"batch={BATCH}" / "contact_sheet.png"
-            assert metadata_value(page, "batch_report") == str(sheet) and sheet.is_file()
+            assert metadata_value(page, "batch_report") == str(sheet)
+            # The link is written with the ledger; the report is drawn later in the same run.
+            deadline = time.monotonic() + 120
+            while not sheet.is_file():
+                assert time.monotonic() < deadline, f"no batch report at {sheet}"
+                time.sleep(1)
         except BaseException:
             shutil.copy(dev.log, artifacts / "ui_dagster_dev.log")
             with contextlib.suppress(Exception):  # a dead browser must not hide the failure
