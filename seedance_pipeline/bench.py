@@ -399,7 +399,12 @@ def _child(case: str, scale: float, repeats: int, queue: Any) -> None:
         result = Result(case, "error", "—", "—", "—", False, notes=[f"{type(exc).__name__}: {exc}"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result.peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The case's process or any child it started (the emulator, the ledger's SQLite reader).
+    peaks = (
+        resource.getrusage(who).ru_maxrss
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    result.peak_mib = max(peaks) / 1024
     queue.put(asdict(result))
 
 

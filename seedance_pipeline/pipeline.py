@@ -7,13 +7,13 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import fsspec
 import pandas as pd
 import PIL.Image
-import pyarrow as pa
 
 from seedance_pipeline.catalog.planning import (
     CatalogPlan,
@@ -24,8 +24,7 @@ from seedance_pipeline.catalog.planning import (
 from seedance_pipeline.ledger.rows import (
     partition_path,
     read_partition,
-    store_ledger_table,
-    write_partition,
+    write_store_ledger,
 )
 from seedance_pipeline.polling.poll import PollReport, poll_once
 from seedance_pipeline.providers import ProviderError, adapter_for
@@ -139,17 +138,20 @@ def poll_tick(settings: PipelineSettings) -> PollReport:
 @dataclass(frozen=True)
 class BatchLedger:
     path: str  # the partition file: an absolute path or an fsspec URL
-    table: pa.Table
     request_ids: set[str]  # what the store holds for the batch, to check the ledger against
     cost_usd: float
 
 
 def write_batch_ledger(settings: PipelineSettings, batch: str) -> BatchLedger:
+    """The batch's ledger partition written from the store, with the store's own totals to check it
+    against, read meanwhile by queries of their own in a thread (both reads spend most of their
+    time outside the GIL, in the SQLite driver's process and in Arrow)."""
     store = settings.store()
-    table = store_ledger_table(store, batch)
-    path = write_partition(settings.ledger, batch, table)
-    request_ids, cost = store.batch_totals(batch)
-    return BatchLedger(path, table, request_ids, cost)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        totals = pool.submit(store.batch_totals, batch)
+        path = write_store_ledger(store, settings.ledger, batch)
+        request_ids, cost = totals.result()
+    return BatchLedger(path, request_ids, cost)
 
 
 def read_batch_ledger(settings: PipelineSettings, batch: str) -> pd.DataFrame:

@@ -9,10 +9,8 @@ written to a temporary name and renamed over the old one; on an object store it 
 from __future__ import annotations
 
 import functools
-import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import fsspec
 import pyarrow as pa
@@ -21,7 +19,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from seedance_pipeline.providers.facts import load_facts
-from seedance_pipeline.state.store import OPEN, RequestRecord, StateStore
+from seedance_pipeline.state.store import OPEN, RequestRecord, StateStore, stored_arrow
 from seedance_pipeline.storage import absolute, is_local, local_path, replacing, write_bytes_atomic
 
 SCHEMA = pa.schema(
@@ -80,54 +78,61 @@ STORED_COLUMNS = [n for n in SCHEMA.names if n not in _FROM_REQUEST] + ["request
 
 def ledger_table(records: Sequence[RequestRecord]) -> pa.Table:
     """The ledger rows of records held in memory."""
-    if not records:
-        return SCHEMA.empty_table()
     rows = [r.to_row() for r in records]
-    return ledger_chunk(list(rows[0]), [tuple(row.values()) for row in rows])
+    return ledger_chunk(
+        stored_arrow(STORED_COLUMNS, [[r[n] for n in STORED_COLUMNS] for r in rows])
+    )
 
 
-def store_ledger_table(store: StateStore, batch: str, chunk_size: int = 50_000) -> pa.Table:
-    """The batch's ledger, built column by column from the store's rows a chunk at a time (no
-    per-row Python objects beyond one chunk): a million rows peak at about 1.3 GiB (BENCHMARKS.md)."""
-    chunks = [
-        ledger_chunk(names, rows)
-        for names, rows in store.batch_row_chunks(batch, STORED_COLUMNS, chunk_size)
-    ]
-    return pa.concat_tables(chunks) if chunks else SCHEMA.empty_table()
-
-
-def ledger_chunk(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
-    """Store rows (in the order of `names`) as ledger rows: requested values resolved to the
-    model's defaults, open statuses shown as pending, timestamps in UTC."""
-    if not rows:
+def ledger_chunk(stored: pa.RecordBatch) -> pa.Table:
+    """Store columns (`STORED_COLUMNS`) as ledger rows: requested values resolved to the model's
+    defaults, open statuses shown as pending, timestamps in UTC."""
+    if stored.num_rows == 0:
         return SCHEMA.empty_table()
-    stored = dict(zip(names, zip(*rows, strict=True), strict=True))
     request = pa_json.read_json(
-        io.BytesIO("\n".join(stored["request_json"]).encode()),
+        pa.BufferReader(_json_lines(stored.column("request_json"))),
         parse_options=pa_json.ParseOptions(
             explicit_schema=REQUEST_FIELDS, unexpected_field_behavior="ignore"
         ),
     )
-    defaults = [
-        _model_defaults(p, m) for p, m in zip(stored["provider"], stored["model"], strict=True)
-    ]
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for field in SCHEMA:
         name = field.name
         if name in _FROM_REQUEST:
             columns[name] = request.column(_FROM_REQUEST[name])
         elif name in _TIMESTAMPS:
-            micros = pc.trunc(pc.multiply(pa.array(stored[name], pa.float64()), 1_000_000))
+            micros = pc.trunc(pc.multiply(stored.column(name), 1_000_000))
             columns[name] = micros.cast(pa.int64()).cast(field.type)
         else:
-            columns[name] = pa.array(stored[name], field.type)
-    for position, name in enumerate(("resolution", "aspect_ratio", "duration_s")):
-        fallback = pa.array([d[position] for d in defaults], SCHEMA.field(name).type)
+            columns[name] = stored.column(name).cast(field.type)
+    defaults = _defaults_by_row(stored.column("provider"), stored.column("model"))
+    for name, fallback in defaults.items():
         columns[name] = pc.coalesce(columns[name], fallback)
     status = columns["status"]
     columns["status"] = pc.if_else(pc.is_in(status, pa.array(OPEN)), "pending", status)
     columns["cost_usd"] = pc.fill_null(columns["cost_usd"], 0.0)
     return pa.table(columns, schema=SCHEMA)
+
+
+def _json_lines(values: pa.Array) -> pa.Buffer:
+    """String values joined by newlines, without a Python object per value (stored requests are
+    JSON written by `json.dumps`, so none holds a raw newline)."""
+    whole = pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values)
+    joined: pa.StringScalar = pc.binary_join(whole, "\n")[0]
+    return joined.as_buffer()
+
+
+def _defaults_by_row(providers: pa.Array, models: pa.Array) -> dict[str, pa.Array]:
+    """Each row's model defaults for resolution, aspect ratio and duration, looked up once per
+    distinct (provider, model)."""
+    keys = pc.binary_join_element_wise(providers, models, "\x1f")
+    distinct = pc.unique(keys)
+    positions = pc.index_in(keys, value_set=distinct)
+    looked_up = [_model_defaults(*key.split("\x1f", 1)) for key in distinct.to_pylist()]
+    return {
+        name: pa.array([d[i] for d in looked_up], SCHEMA.field(name).type).take(positions)
+        for i, name in enumerate(("resolution", "aspect_ratio", "duration_s"))
+    }
 
 
 @functools.cache
@@ -145,15 +150,50 @@ def partition_path(ledger: str | Path, batch: str) -> str:
 
 
 def write_partition(ledger: str | Path, batch: str, table: pa.Table) -> str:
-    """Write one batch's partition atomically; returns its path or URL."""
+    """Write one batch's partition atomically from a table in memory; returns its path or URL."""
+    return _write_chunks(ledger, batch, [table])
+
+
+def write_store_ledger(
+    store: StateStore, ledger: str | Path, batch: str, chunk_size: int = 50_000
+) -> str:
+    """Write the batch's partition from the store, a chunk at a time: each chunk of rows is read
+    into Arrow, turned into ledger columns and written while the next is read, so no more than a
+    chunk is held (a million rows in about 6 s; BENCHMARKS.md). Returns its path or URL."""
+    chunks = (ledger_chunk(part) for part in store.batch_arrow(batch, STORED_COLUMNS, chunk_size))
+    return _write_chunks(ledger, batch, _in_catalog_order(chunks))
+
+
+def _in_catalog_order(chunks: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    """The chunks, checked to come in catalog order (as the store's query asks)."""
+    last = None
+    for chunk in chunks:
+        order = chunk.column("catalog_row").combine_chunks()
+        if len(order):
+            ascending = len(order) == 1 or pc.all(pc.less_equal(order[:-1], order[1:])).as_py()
+            if not ascending or (last is not None and order[0].as_py() < last):
+                raise RuntimeError("the state store returned a batch's rows out of catalog order")
+            last = order[-1].as_py()
+        yield chunk
+
+
+def _write_chunks(ledger: str | Path, batch: str, chunks: Iterable[pa.Table]) -> str:
+    """Write a partition atomically: locally to a temporary file renamed over the old one; to an
+    object store whole, in one PUT, so a failure cannot upload half a file."""
     target = partition_path(ledger, batch)
-    if is_local(target):  # streamed to a temporary file: no second copy in memory
+    if is_local(target):
         with replacing(local_path(target)) as temporary:
-            pq.write_table(table, temporary)
+            _write_parquet(str(temporary), chunks)
         return target
-    sink = pa.BufferOutputStream()  # whole before it leaves: a failure cannot upload half a file
-    pq.write_table(table, sink)
+    sink = pa.BufferOutputStream()
+    _write_parquet(sink, chunks)
     return write_bytes_atomic(target, sink.getvalue().to_pybytes())
+
+
+def _write_parquet(where: str | pa.NativeFile, chunks: Iterable[pa.Table]) -> None:
+    with pq.ParquetWriter(where, SCHEMA) as writer:
+        for chunk in chunks:
+            writer.write_table(chunk)
 
 
 def read_partition(path: str | Path) -> pa.Table:

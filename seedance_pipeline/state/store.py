@@ -20,8 +20,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+
+from seedance_pipeline.state import sqlite_arrow
 
 # Statuses a request record can have. Terminal ones never change again.
 PENDING = "pending"  # valid, not yet sent
@@ -199,6 +202,47 @@ def shown_url(url: str) -> str:
     if "@" in (parsed.host or ""):
         raise ValueError(refusal)
     return parsed.render_as_string(hide_password=True)
+
+
+def _arrow_type(column: sa.Column[Any]) -> pa.DataType:
+    kind = column.type
+    if isinstance(kind, sa.Boolean):
+        return pa.bool_()
+    if isinstance(kind, sa.Integer):
+        return pa.int64()
+    if isinstance(kind, sa.Float):
+        return pa.float64()
+    return pa.string()
+
+
+# Values whose storage class SQLite reports as each Arrow type.
+_PLACEHOLDERS = {pa.bool_(): "0", pa.int64(): "0", pa.float64(): "0.0", pa.string(): "''"}
+
+
+def stored_arrow(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> pa.RecordBatch:
+    """Rows of the requests table (values in the order of `names`) as an Arrow record batch."""
+    values = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    arrays = [
+        pa.array(column, _arrow_type(requests_table.c[name]))
+        for name, column in zip(names, values, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, names=list(names))
+
+
+def _sqlite_arrow(
+    database: str, batch: str, columns: Sequence[str], size: int
+) -> Iterator[pa.RecordBatch]:
+    """A batch's rows in catalog order, read by ADBC's SQLite driver in a child process
+    (`sqlite_arrow`: about twice as fast as Python rows), behind the typed placeholder row it needs."""
+    declared = [requests_table.c[name] for name in columns]
+    placeholders = ", ".join(f"{_PLACEHOLDERS[_arrow_type(c)]} AS {c.name}" for c in declared)
+    query = (
+        f"SELECT 1, {placeholders} UNION ALL SELECT * FROM "
+        f"(SELECT 0, {', '.join(c.name for c in declared)} FROM {requests_table.name} "
+        "WHERE batch = ? ORDER BY catalog_row)"
+    )
+    schema = pa.schema([(c.name, _arrow_type(c)) for c in declared])
+    return sqlite_arrow.read(database, query, [batch], schema, size)
 
 
 class StateStore:
@@ -550,11 +594,16 @@ class StateStore:
         with self.engine.connect() as conn:
             return [RequestRecord.from_row(row) for row in conn.execute(query)]
 
-    def batch_row_chunks(
+    def batch_arrow(
         self, batch: str, columns: Sequence[str], size: int = 50_000
-    ) -> Iterator[tuple[list[str], Sequence[sa.Row[Any]]]]:
-        """A batch's rows in catalog order as (column names, rows), a chunk at a time: a ledger of
-        a million rows never holds a million Python records at once."""
+    ) -> Iterator[pa.RecordBatch]:
+        """A batch's rows in catalog order as Arrow record batches of `columns` (typed as the store
+        declares them), `size` rows at a time: a ledger of a million rows never holds a million
+        Python records at once."""
+        database = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
+            yield from _sqlite_arrow(database, batch, columns, size)
+            return
         c = requests_table.c
         query = (
             sa.select(*(c[name] for name in columns))
@@ -563,16 +612,15 @@ class StateStore:
         )
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=size).execute(query)
-            names = list(result.keys())
             for part in result.partitions():
-                yield names, part
+                yield stored_arrow(columns, part)
 
     def batch_totals(self, batch: str) -> tuple[set[str], float]:
-        """The batch's request ids and its actual cost, straight from the store (what the ledger
-        written from it is checked against)."""
+        """The batch's request ids and its actual cost, by queries of their own (what the ledger
+        written from the store is checked against)."""
+        ids = {i for part in self.batch_arrow(batch, ["request_id"]) for i in part[0].to_pylist()}
         c = requests_table.c
         with self.engine.connect() as conn:
-            ids = {i for (i,) in conn.execute(sa.select(c.request_id).where(c.batch == batch))}
             total = conn.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0)).where(c.batch == batch)
             ).scalar_one()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import fsspec
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -43,11 +44,13 @@ def test_a_crash_mid_write_leaves_the_previous_version_readable(
 ) -> None:
     rows.write_partition(tmp_path, "alpha", rows.ledger_table([record(1)]))
 
-    def crash(table: object, where: object, **kwargs: object) -> None:
-        Path(str(where)).write_bytes(b"PAR1 half a file")
-        raise OSError("disk full")
+    real_write = pq.ParquetWriter.write_table
 
-    monkeypatch.setattr(pq, "write_table", crash)
+    def crash(writer: pq.ParquetWriter, table: pa.Table, *args: object, **kwargs: object) -> None:
+        real_write(writer, table.slice(0, 1))  # part of the rows reached the file...
+        raise OSError("disk full")  # ...then the disk filled up
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", crash)
     with pytest.raises(OSError, match="disk full"):
         rows.write_partition(tmp_path, "alpha", rows.ledger_table([record(1), record(2)]))
     monkeypatch.undo()
@@ -56,10 +59,13 @@ def test_a_crash_mid_write_leaves_the_previous_version_readable(
     assert [p.name for p in (tmp_path / "batch=alpha").iterdir()] == ["part-0.parquet"]  # no debris
 
 
-def test_the_ledger_built_from_the_store_in_chunks_keeps_every_value(tmp_path: Path) -> None:
-    store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+def test_the_ledger_built_from_the_store_in_chunks_keeps_every_value(
+    state_url: str, tmp_path: Path
+) -> None:
+    store = StateStore(state_url)  # SQLite (read through ADBC) and PostgreSQL (through SQLAlchemy)
     seeded = RequestRecord(request_id="r9", batch="b", catalog_row=9, provider="modelark",
                            model="seedance-1-0-lite-i2v-250428", status=IN_FLIGHT, task_id="cgt-9",
+                           video_fps=24.0, tokens=40_500, sandbox=True,
                            request={"prompt": 'say "hi"\nthen go', "image": "y.jpg", "seed": 42, "duration": 10,
                                     "camera_fixed": True, "resolution": "1080p", "aspect_ratio": "16:9"})  # fmt: skip
     unknown_model = RequestRecord(request_id="r5", batch="b", catalog_row=5, provider="novita", model="nope",
@@ -68,7 +74,10 @@ def test_the_ledger_built_from_the_store_in_chunks_keeps_every_value(tmp_path: P
     other_batch = RequestRecord(request_id="x", batch="other", catalog_row=0, provider="novita",
                                 model="seedance-v1-lite-i2v", request={"prompt": "p", "image": "x.png"}, status=PENDING)  # fmt: skip
     store.add_new([record(1), record(2, PENDING), seeded, unknown_model, other_batch])
-    table = rows.store_ledger_table(store, "b", chunk_size=2)  # three chunks
+    # Three chunks; the first holds only NULLs in columns filled further down (error_kind, video_fps,
+    # sandbox), which a reader typing columns from its first rows would get wrong.
+    written = rows.write_store_ledger(store, tmp_path / "ledger", "b", chunk_size=2)
+    table = rows.read_partition(written)
     assert table.schema == rows.SCHEMA
     ledger = table.to_pylist()
     assert [r["request_id"] for r in ledger] == [
@@ -89,10 +98,12 @@ def test_the_ledger_built_from_the_store_in_chunks_keeps_every_value(tmp_path: P
         "cgt-9",
         0.0,
     )  # open: pending
+    assert (r9["video_fps"], r9["tokens"], r9["sandbox"]) == (24.0, 40_500, True)
     r5 = ledger[2]
     assert (r5["status"], r5["resolution"], r5["duration_s"]) == ("rejected", None, None)
     assert ledger[0]["submitted_at"].timestamp() == 1.7e9 and ledger[0]["resolution"] == "720p"
-    assert rows.store_ledger_table(store, "absent").num_rows == 0
+    empty = rows.read_partition(rows.write_store_ledger(store, tmp_path / "ledger", "absent"))
+    assert empty.num_rows == 0 and empty.schema == rows.SCHEMA
 
 
 def test_partitions_on_s3_are_read_back_by_pandas_and_pyarrow(s3: S3) -> None:
@@ -112,14 +123,14 @@ def test_a_crash_mid_write_on_s3_leaves_the_previous_version_and_no_debris(
 ) -> None:
     ledger = s3.url("ledger")
     rows.write_partition(ledger, "alpha", rows.ledger_table([record(1)]))
-    real_write = pq.write_table
+    real_write = pq.ParquetWriter.write_table
 
-    def crash(table: object, where: object, **kwargs: object) -> None:
-        real_write(table, where, **kwargs)  # the whole file went to the sink...
+    def crash(writer: pq.ParquetWriter, table: pa.Table, *args: object, **kwargs: object) -> None:
+        real_write(writer, table)  # the rows went to the sink...
         raise OSError("killed")  # ...but the writer died before it returned
 
     with monkeypatch.context() as patched:  # not monkeypatch.undo(): it would drop the S3 env too
-        patched.setattr(pq, "write_table", crash)
+        patched.setattr(pq.ParquetWriter, "write_table", crash)
         with pytest.raises(OSError, match="killed"):
             rows.write_partition(ledger, "alpha", rows.ledger_table([record(1), record(2)]))
     assert list(pd.read_parquet(ledger)["request_id"]) == ["r1"]

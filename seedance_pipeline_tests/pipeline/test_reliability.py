@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults
+from seedance_pipeline.ledger.rows import read_partition
 from seedance_pipeline.pipeline import (
     poll_tick,
     reconciliation_pending,
@@ -96,7 +97,7 @@ def test_the_daily_cap_is_never_exceeded_and_the_wait_is_explained(tmp_path: Pat
     assert done == int(0.30 // each) and len(emulator.state.audit()) == done
     waiting = store.records(statuses=[PENDING])
     assert waiting and all("spend cap $0.30" in (r.error_message or "") for r in waiting)
-    ledger = write_batch_ledger(settings, "default").table.to_pandas()
+    ledger = read_partition(write_batch_ledger(settings, "default").path).to_pandas()
     assert set(ledger[ledger["status"] == "pending"]["error_message"]) == {waiting[0].error_message}
 
 
@@ -130,7 +131,7 @@ def test_expired_urls_are_signed_again_where_possible_and_lost_videos_are_flagge
         from seedance_pipeline.ledger.checks import ledger_checks
 
         ledger = write_batch_ledger(settings, "default")
-        outcomes = {o.name: o for o in ledger_checks(ledger.table.to_pandas(), ledger.request_ids,
+        outcomes = {o.name: o for o in ledger_checks(read_partition(ledger.path).to_pandas(), ledger.request_ids,
                                                       ledger.cost_usd, [])}  # fmt: skip
         assert (
             not outcomes["paid_videos_kept"].passed
@@ -169,7 +170,8 @@ def test_a_fault_storm_over_hundreds_of_requests_ends_terminal_classified_and_ma
         settle(settings, timeout_s=240)
 
         ledger = pd.concat(
-            write_batch_ledger(settings, b).table.to_pandas() for b in ("b0", "b1", "b2")
+            read_partition(write_batch_ledger(settings, b).path).to_pandas()
+            for b in ("b0", "b1", "b2")
         )
         assert len(ledger) == 260 and ledger["request_id"].is_unique
         assert set(ledger["status"]) <= {
