@@ -12,6 +12,7 @@ of provider capacity serialise on a per-provider lock row, which holds on SQLite
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -182,6 +183,33 @@ class RequestRecord:
 
 
 _UPDATABLE = {c.name for c in requests_table.columns} - {"request_id", "request_json"}
+
+# Statements run once or twice per submission are built once, with bound parameters: building a
+# statement in SQLAlchemy costs as much as running it on SQLite (BENCHMARKS.md, submission).
+_R, _L = requests_table.c, provider_locks_table.c
+_AT_PROVIDER_COUNT = sa.select(sa.func.count()).where(
+    _R.provider == sa.bindparam("provider"), _R.status.in_(AT_PROVIDER)
+)
+_STATUS = sa.select(_R.status).where(_R.request_id == sa.bindparam("request_id"))
+_LOCK = (
+    sa.update(provider_locks_table)
+    .where(_L.provider == sa.bindparam("lock_provider"))
+    .values(claims=_L.claims + 1)
+)
+_LOCK_RETURNING_LIMIT = _LOCK.returning(_L.current_limit)
+_LIMIT = sa.select(_L.current_limit).where(_L.provider == sa.bindparam("lock_provider"))
+_ADD_TRANSITION = sa.insert(transitions_table)
+
+
+@functools.cache
+def _compare_and_set(columns: tuple[str, ...]) -> sa.Update:
+    """`UPDATE requests SET <columns> WHERE request_id = :key_id AND status = :key_status`, built
+    once per set of columns; the new values are bound as `new_<column>`."""
+    return (
+        sa.update(requests_table)
+        .where(_R.request_id == sa.bindparam("key_id"), _R.status == sa.bindparam("key_status"))
+        .values({name: sa.bindparam(f"new_{name}", type_=_R[name].type) for name in columns})
+    )
 
 
 def default_state_url(data_dir: str | Path) -> str:
@@ -393,23 +421,19 @@ class StateStore:
         if len(expected) == 1:  # the compare-and-set below tells whether it was there
             current: str | None = expected[0]
         else:
-            current = conn.execute(
-                sa.select(requests_table.c.status).where(requests_table.c.request_id == request_id)
-            ).scalar_one_or_none()
+            current = conn.execute(_STATUS, {"request_id": request_id}).scalar_one_or_none()
             if current not in expected:
                 return False
+        values = {"status": to, "updated_at": now, **values}
         result = conn.execute(
-            sa.update(requests_table)
-            .where(requests_table.c.request_id == request_id, requests_table.c.status == current)
-            .values(status=to, updated_at=now, **values)
+            _compare_and_set(tuple(sorted(values))),
+            {"key_id": request_id, "key_status": current}
+            | {f"new_{name}": value for name, value in values.items()},
         )
         if result.rowcount != 1:
             return False
-        conn.execute(
-            sa.insert(transitions_table).values(
-                request_id=request_id, from_status=current, to_status=to, at=now, detail=detail
-            )
-        )
+        conn.execute(_ADD_TRANSITION, {"request_id": request_id, "from_status": current,
+                                       "to_status": to, "at": now, "detail": detail})  # fmt: skip
         return True
 
     def claim(
@@ -426,11 +450,7 @@ class StateStore:
         provider is called. Returns None on success, else why the request must wait."""
         with self._tx() as conn:
             limit = min(max_in_flight, self._lock_provider(conn, provider) or max_in_flight)
-            active = conn.execute(
-                sa.select(sa.func.count()).where(
-                    requests_table.c.provider == provider, requests_table.c.status.in_(AT_PROVIDER)
-                )
-            ).scalar_one()
+            active = conn.execute(_AT_PROVIDER_COUNT, {"provider": provider}).scalar_one()
             if active >= limit:
                 return f"{provider} has {active} tasks in flight (limit {limit})"
             if caps:
@@ -458,20 +478,13 @@ class StateStore:
     def _lock_provider(self, conn: Connection, provider: str) -> int | None:
         """Serialise work on this provider across processes (a write to its lock row, which holds
         a row lock on PostgreSQL and the write lock on SQLite); returns its adaptive limit."""
-        c = provider_locks_table.c
-        lock = (
-            sa.update(provider_locks_table)
-            .where(c.provider == provider)
-            .values(claims=c.claims + 1)
-        )
+        key = {"lock_provider": provider}
         if self.engine.dialect.update_returning:  # one statement (SQLite >= 3.35, PostgreSQL)
-            row = conn.execute(lock.returning(c.current_limit)).one_or_none()
+            row = conn.execute(_LOCK_RETURNING_LIMIT, key).one_or_none()
             if row is not None:
                 return row[0]
-        elif conn.execute(lock).rowcount:
-            return conn.execute(
-                sa.select(c.current_limit).where(c.provider == provider)
-            ).scalar_one()
+        elif conn.execute(_LOCK, key).rowcount:
+            return conn.execute(_LIMIT, key).scalar_one()
         conn.execute(sa.insert(provider_locks_table).values(provider=provider, claims=1))
         return None
 
