@@ -1,5 +1,5 @@
 """`seedance-pipeline bench`: is the pipeline ever the bottleneck? Each case runs in its own process
-(so its peak memory is its own) against the emulator over loopback, and every ratio is measured side
+(its peak memory counts the processes it starts) against the emulator over loopback, and every ratio is measured side
 by side in one run, because these machines are noisy. Results go to a table, to BENCHMARKS.md, and
 to the exit code (non-zero when a target is missed, unless --smoke).
 """

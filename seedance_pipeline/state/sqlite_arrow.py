@@ -16,9 +16,9 @@ that row and that column are dropped.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
@@ -30,31 +30,34 @@ def read(
 ) -> Iterator[pa.RecordBatch]:
     """The rows of `query` (see above) as record batches of `schema`, about `size` rows each."""
     command = [sys.executable, "-m", __name__, database, query, str(size), *parameters]
-    child = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert child.stdin and child.stdout and child.stderr
-    with contextlib.suppress(AttributeError, OSError):  # Linux: a 1 MiB pipe, a fifth faster
-        fcntl.fcntl(child.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
-    try:
-        child.stdin.write(schema.serialize().to_pybytes())
-        child.stdin.close()
+    with tempfile.TemporaryFile() as errors:  # a file: a chatty child cannot fill a pipe and hang
+        child = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors
+        )
+        assert child.stdin and child.stdout
+        with contextlib.suppress(ImportError, AttributeError, OSError):  # Linux: a 1 MiB pipe,
+            import fcntl  # a fifth faster than the default 64 KiB
+
+            fcntl.fcntl(child.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
         try:
-            with pyarrow.ipc.open_stream(child.stdout) as reader:
-                yield from reader
-        except pa.ArrowInvalid:
-            if child.wait() == 0:
-                raise
-        error = child.stderr.read().decode(errors="replace").strip()
-        if child.wait() != 0:
-            last = error.splitlines()[-1] if error else f"exit status {child.returncode}"
-            raise RuntimeError(f"reading {database} into Arrow failed: {last}")
-    finally:
-        if child.poll() is None:  # the reader stopped early
-            child.kill()
-        child.wait()
-        for stream in (child.stdout, child.stderr):
-            stream.close()
+            child.stdin.write(schema.serialize().to_pybytes())
+            child.stdin.close()
+            try:
+                with pyarrow.ipc.open_stream(child.stdout) as reader:
+                    yield from reader
+            except pa.ArrowInvalid:  # no stream at all: the child's error says why
+                if child.wait() == 0:
+                    raise
+            if child.wait() != 0:
+                errors.seek(0)
+                lines = errors.read().decode(errors="replace").strip().splitlines()
+                why = lines[-1] if lines else f"exit status {child.returncode}"
+                raise RuntimeError(f"reading {database} into Arrow failed: {why}")
+        finally:
+            if child.poll() is None:  # the reader stopped early
+                child.kill()
+            child.wait()
+            child.stdout.close()
 
 
 def _serve(database: str, query: str, size: int, parameters: Sequence[str]) -> None:
@@ -91,4 +94,8 @@ def _serve(database: str, query: str, size: int, parameters: Sequence[str]) -> N
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:])
+    try:
+        _serve(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:])
+    except Exception as exc:  # one line, the last on stderr, for the parent's error
+        print(f"{type(exc).__name__}: {exc}".replace("\n", " "), file=sys.stderr)
+        sys.exit(1)

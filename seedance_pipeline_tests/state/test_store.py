@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from seedance_pipeline.state import sqlite_arrow
 from seedance_pipeline.state.store import (
     FETCHING,
     IN_FLIGHT,
@@ -358,3 +360,25 @@ def test_long_catalog_values_are_kept_on_every_backend(store: StateStore) -> Non
     assert kept is not None and (kept.batch, kept.provider, kept.model, kept.image_id) == (
         long.batch, long.provider, long.model, long.image_id)  # fmt: skip
     assert (kept.task_id, kept.run_id) == ("t" * 300, "r" * 300)
+
+
+def test_the_sqlite_arrow_reader_says_why_a_query_failed_and_reads_its_rows(tmp_path: Path) -> None:
+    database = str(tmp_path / "state.sqlite")
+    StateStore(f"sqlite:///{database}").add_new([
+        RequestRecord(request_id=f"r{i}", batch="b", catalog_row=i, provider="novita", model="m",
+                      request={}, status=PENDING) for i in range(5)
+    ])  # fmt: skip
+    schema = pa.schema([("request_id", pa.string())])
+    query = (
+        "SELECT 1, '' UNION ALL SELECT * FROM (SELECT 0, request_id FROM requests WHERE batch = ?)"
+    )
+    read = [
+        r
+        for part in sqlite_arrow.read(database, query, ["b"], schema, 2)
+        for r in part[0].to_pylist()
+    ]
+    assert sorted(read) == [f"r{i}" for i in range(5)]  # the placeholder row is dropped
+    with pytest.raises(RuntimeError, match=r"into Arrow failed: .*no such column: nonsense"):
+        list(sqlite_arrow.read(database, "SELECT nonsense FROM requests", [], schema, 2))
+    with pytest.raises(RuntimeError, match="placeholder row did not come first"):
+        list(sqlite_arrow.read(database, "SELECT 0, request_id FROM requests", [], schema, 2))
