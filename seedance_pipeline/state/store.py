@@ -23,6 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from seedance_pipeline.state import sqlite_arrow
@@ -384,13 +385,29 @@ class StateStore:
             for rec in fresh:
                 rec.updated_at = now
             if fresh:
-                conn.execute(sa.insert(requests_table), [rec.to_row() for rec in fresh])
+                inserted = self._insert_unless_known(conn, [rec.to_row() for rec in fresh])
+                fresh = [rec for rec in fresh if rec.request_id in inserted]
+            if fresh:
                 conn.execute(
                     sa.insert(transitions_table),
                     [{"request_id": r.request_id, "from_status": None, "to_status": r.status, "at": now,
                       "detail": r.error_message} for r in fresh],
                 )  # fmt: skip
         return len(fresh)
+
+    def _insert_unless_known(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert request rows, skipping any that another process inserted since they were looked
+        up (two catalog runs at once); returns the request ids inserted here."""
+        key = [requests_table.c.request_id]
+        statement: sa.Insert
+        if self.engine.dialect.name == "sqlite":
+            statement = sqlite.insert(requests_table).on_conflict_do_nothing(index_elements=key)
+        elif self.engine.dialect.name == "postgresql":
+            statement = postgresql.insert(requests_table).on_conflict_do_nothing(index_elements=key)
+        else:  # other databases: a duplicate fails the run instead
+            conn.execute(sa.insert(requests_table), rows)
+            return {row["request_id"] for row in rows}
+        return set(conn.execute(statement.returning(*key), rows).scalars())
 
     def transition(
         self,

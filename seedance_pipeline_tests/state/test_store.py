@@ -382,3 +382,33 @@ def test_the_sqlite_arrow_reader_says_why_a_query_failed_and_reads_its_rows(tmp_
         list(sqlite_arrow.read(database, "SELECT nonsense FROM requests", [], schema, 2))
     with pytest.raises(RuntimeError, match="placeholder row did not come first"):
         list(sqlite_arrow.read(database, "SELECT 0, request_id FROM requests", [], schema, 2))
+
+
+def _adder(url: str, barrier: Any, results: Any) -> None:
+    """One catalog run adding the same catalog as the others, in slices so the runs interleave."""
+    store = StateStore(url)
+    records = [record(i, "novita", 0.25) for i in range(400)]
+    barrier.wait()
+    try:
+        results.put(sum(store.add_new(records[s : s + 20]) for s in range(0, 400, 20)))
+    except Exception as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+    store.engine.dispose()
+
+
+def test_catalog_runs_at_once_add_each_request_once_and_none_fails(state_url: str) -> None:
+    store = StateStore(state_url)  # the schema exists before the runs start
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(3), spawn.Queue()
+    workers = [spawn.Process(target=_adder, args=(state_url, barrier, results)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    added = [results.get(timeout=240) for _ in workers]
+    for w in workers:
+        w.join(60)
+    assert all(isinstance(n, int) for n in added), added  # no run failed on a duplicate key
+    assert sum(added) == 400 and len(store.records()) == 400
+    with store.engine.connect() as conn:
+        firsts = conn.execute(sa.text("SELECT count(*) FROM transitions WHERE from_status IS NULL"))
+        assert firsts.scalar_one() == 400  # one creation row per request
+    store.engine.dispose()
