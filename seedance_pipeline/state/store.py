@@ -323,17 +323,29 @@ class StateStore:
 
     def _add_missing_columns(self) -> None:
         """Columns added since a store was created are added in place (all are nullable), so an
-        older state file keeps its task ids readable after an upgrade."""
+        older state file keeps its task ids readable after an upgrade. On PostgreSQL, columns
+        that older versions made VARCHAR(n) and are now Text are widened (no rewrite of the
+        table): PostgreSQL enforces the length, and long catalog values would fail."""
         inspector = sa.inspect(self.engine)
+        widen = self.engine.dialect.name == "postgresql"
         with self._tx() as conn:
             for table in metadata.sorted_tables:
-                present = {c["name"] for c in inspector.get_columns(table.name)}
+                present = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}
                 for column in table.columns:
-                    if column.name not in present:
-                        kind = column.type.compile(dialect=self.engine.dialect)
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    found = present.get(column.name)
+                    if found is None:
                         conn.execute(
                             sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
                         )
+                    elif (
+                        widen
+                        and isinstance(column.type, sa.Text)
+                        and not isinstance(found, sa.Text)
+                    ):
+                        conn.execute(sa.text(
+                            f'ALTER TABLE {table.name} ALTER COLUMN "{column.name}" TYPE {kind}'
+                        ))  # fmt: skip
                 for index in table.indexes:  # indexes added since, too (create_all skips them)
                     index.create(conn, checkfirst=True)
 

@@ -166,6 +166,38 @@ def test_an_older_store_gains_new_columns_in_place(tmp_path: Path) -> None:
     assert store.current_limit("novita", 8) == 8
 
 
+def test_an_older_postgresql_store_has_its_varchar_columns_widened(postgres_url: str) -> None:
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:  # as an older version made it: catalog text in VARCHAR(n)
+        conn.execute(sa.text(
+            "CREATE TABLE requests (request_id VARCHAR(64) PRIMARY KEY, batch VARCHAR(200) NOT NULL, "
+            "catalog_row INTEGER NOT NULL, provider VARCHAR(50) NOT NULL, model VARCHAR(100) NOT NULL, "
+            "request_json TEXT NOT NULL, status VARCHAR(20) NOT NULL, task_id VARCHAR(200), "
+            "cost_usd_estimated FLOAT NOT NULL, polled_at FLOAT NOT NULL, updated_at FLOAT NOT NULL)"
+        ))  # fmt: skip
+    engine.dispose()
+    store = StateStore(postgres_url)
+    long = RequestRecord(request_id="long", batch="b" * 300, catalog_row=1, provider="p" * 80,
+                         model="m" * 300, request={}, status=REJECTED, task_id="t" * 300)  # fmt: skip
+    assert store.add_new([long]) == 1
+    kept = store.get("long")
+    assert kept is not None and (kept.batch, kept.provider, kept.task_id) == (
+        "b" * 300,
+        "p" * 80,
+        "t" * 300,
+    )
+    with store.engine.connect() as conn:
+        types = dict(conn.execute(sa.text(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'requests'"
+        )).all())  # fmt: skip
+    assert (types["batch"], types["model"], types["request_id"]) == (
+        "text",
+        "text",
+        "character varying",
+    )
+    store.engine.dispose()
+
+
 def test_a_task_the_provider_finished_frees_its_slot_before_the_video_is_copied(
     store: StateStore,
 ) -> None:
