@@ -144,8 +144,8 @@ class BatchLedger:
 
 def write_batch_ledger(settings: PipelineSettings, batch: str) -> BatchLedger:
     """The batch's ledger partition written from the store, with the store's own totals to check it
-    against, read meanwhile by queries of their own in a thread (both reads spend most of their
-    time outside the GIL, in the SQLite driver's process and in Arrow)."""
+    against, read meanwhile by queries of their own in a thread (on SQLite both reads spend most
+    of their time outside the GIL, in the driver's child processes and in Arrow)."""
     store = settings.store()
     with ThreadPoolExecutor(max_workers=1) as pool:
         totals = pool.submit(store.batch_totals, batch)

@@ -8,6 +8,7 @@ written to a temporary name and renamed over the old one; on an object store it 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -158,10 +159,14 @@ def write_store_ledger(
     store: StateStore, ledger: str | Path, batch: str, chunk_size: int = 50_000
 ) -> str:
     """Write the batch's partition from the store, a chunk at a time: each chunk of rows is read
-    into Arrow, turned into ledger columns and written while the next is read, so no more than a
-    chunk is held (a million rows in about 6 s; BENCHMARKS.md). Returns its path or URL."""
-    chunks = (ledger_chunk(part) for part in store.batch_arrow(batch, STORED_COLUMNS, chunk_size))
-    return _write_chunks(ledger, batch, _in_catalog_order(chunks))
+    into Arrow, turned into ledger columns and written while the next is read, so the write holds
+    a few chunks, not the table (a million rows in about 6 s from SQLite; BENCHMARKS.md). Returns
+    its path or URL."""
+    # Closed when the write fails too: on SQLite that stops the reading process at once, instead
+    # of leaving it blocked on a full pipe, holding its read snapshot, until garbage collection.
+    with contextlib.closing(store.batch_arrow(batch, STORED_COLUMNS, chunk_size)) as parts:
+        chunks = (ledger_chunk(part) for part in parts)
+        return _write_chunks(ledger, batch, _in_catalog_order(chunks))
 
 
 def _in_catalog_order(chunks: Iterable[pa.Table]) -> Iterator[pa.Table]:

@@ -29,7 +29,8 @@ def read(
     database: str, query: str, parameters: Sequence[str], schema: pa.Schema, size: int
 ) -> Iterator[pa.RecordBatch]:
     """The rows of `query` (see above) as record batches of `schema`, about `size` rows each."""
-    command = [sys.executable, "-m", __name__, database, query, str(size), *parameters]
+    # Run as a script, by path: it needs nothing from the package, which the child might not find.
+    command = [sys.executable, __file__, database, query, str(size), *parameters]
     with tempfile.TemporaryFile() as errors:  # a file: a chatty child cannot fill a pipe and hang
         child = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors
@@ -45,7 +46,8 @@ def read(
             try:
                 with pyarrow.ipc.open_stream(child.stdout) as reader:
                     yield from reader
-            except pa.ArrowInvalid:  # no stream at all: the child's error says why
+            except pa.ArrowInvalid:  # no stream, or a broken one: the child's error says why
+                child.stdout.close()  # a child still writing gets a broken pipe, not a hang
                 if child.wait() == 0:
                     raise
             if child.wait() != 0:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -265,6 +265,8 @@ def _sqlite_arrow(
     (`sqlite_arrow`: about twice as fast as Python rows), behind the typed placeholder row it needs."""
     declared = [requests_table.c[name] for name in columns]
     placeholders = ", ".join(f"{_PLACEHOLDERS[_arrow_type(c)]} AS {c.name}" for c in declared)
+    # SQLite runs a UNION ALL's arms in order and keeps the subquery's ORDER BY (SQL does not
+    # promise either); the ledger checks the order it gets (`_in_catalog_order`) and fails loudly.
     query = (
         f"SELECT 1, {placeholders} UNION ALL SELECT * FROM "
         f"(SELECT 0, {', '.join(c.name for c in declared)} FROM {requests_table.name} "
@@ -393,7 +395,12 @@ class StateStore:
                 known.update(conn.execute(sa.select(requests_table.c.request_id).where(
                     requests_table.c.request_id.in_(ids[start:start + 10_000])
                 )).scalars())  # fmt: skip
-            fresh = [rec for rec in records if rec.request_id not in known]
+            # One record per id (the first), in id order: concurrent runs then take PostgreSQL's
+            # row locks in the same order and cannot deadlock.
+            firsts = {
+                rec.request_id: rec for rec in reversed(records) if rec.request_id not in known
+            }
+            fresh = sorted(firsts.values(), key=lambda rec: rec.request_id)
             for rec in fresh:
                 rec.updated_at = now
             if fresh:
@@ -419,6 +426,8 @@ class StateStore:
         else:  # other databases: a duplicate fails the run instead
             conn.execute(sa.insert(requests_table), rows)
             return {row["request_id"] for row in rows}
+        if not self.engine.dialect.insert_executemany_returning:  # SQLite before 3.35: row by row
+            return {row["request_id"] for row in rows if conn.execute(statement, row).rowcount}
         return set(conn.execute(statement.returning(*key), rows).scalars())
 
     def transition(
@@ -443,8 +452,8 @@ class StateStore:
         detail: str | None = None,
         **values: Any,
     ) -> bool:
-        unknown = set(values) - _UPDATABLE
-        assert not unknown, f"not columns: {unknown}"
+        unknown = set(values) - (_UPDATABLE - {"status", "updated_at"})
+        assert not unknown, f"not columns this may set: {unknown}"
         expected = (expected,) if isinstance(expected, str) else tuple(expected)
         now = time.time()
         if len(expected) == 1:  # the compare-and-set below tells whether it was there
@@ -638,12 +647,12 @@ class StateStore:
 
     def batch_arrow(
         self, batch: str, columns: Sequence[str], size: int = 50_000
-    ) -> Iterator[pa.RecordBatch]:
+    ) -> Generator[pa.RecordBatch, None, None]:
         """A batch's rows in catalog order as Arrow record batches of `columns` (typed as the store
         declares them), `size` rows at a time: a ledger of a million rows never holds a million
         Python records at once."""
-        database = self.engine.url.database
-        if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
+        database = self._sqlite_file()
+        if database:
             yield from _sqlite_arrow(database, batch, columns, size)
             return
         c = requests_table.c
@@ -657,11 +666,21 @@ class StateStore:
             for part in result.partitions():
                 yield stored_arrow(columns, part)
 
+    def _sqlite_file(self) -> str | None:
+        database = self.engine.url.database
+        is_file = self.engine.dialect.name == "sqlite" and database and database != ":memory:"
+        return database if is_file else None
+
     def batch_totals(self, batch: str) -> tuple[set[str], float]:
         """The batch's request ids and its actual cost, by queries of their own (what the ledger
         written from the store is checked against)."""
-        ids = {i for part in self.batch_arrow(batch, ["request_id"]) for i in part[0].to_pylist()}
         c = requests_table.c
+        if self._sqlite_file():  # read into Arrow in a child process, mostly outside the GIL
+            parts = self.batch_arrow(batch, ["request_id"])
+            ids = {i for part in parts for i in part[0].to_pylist()}
+        else:
+            with self.engine.connect() as conn:
+                ids = set(conn.execute(sa.select(c.request_id).where(c.batch == batch)).scalars())
         with self.engine.connect() as conn:
             total = conn.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0)).where(c.batch == batch)

@@ -74,8 +74,8 @@ def test_the_ledger_built_from_the_store_in_chunks_keeps_every_value(
     other_batch = RequestRecord(request_id="x", batch="other", catalog_row=0, provider="novita",
                                 model="seedance-v1-lite-i2v", request={"prompt": "p", "image": "x.png"}, status=PENDING)  # fmt: skip
     store.add_new([record(1), record(2, PENDING), seeded, unknown_model, other_batch])
-    # Three chunks; the first holds only NULLs in columns filled further down (error_kind, video_fps,
-    # sandbox), which a reader typing columns from its first rows would get wrong.
+    # Chunks of two rows; the first holds only NULLs in columns filled further down (error_kind,
+    # video_fps, sandbox), which a reader typing columns from its first rows would get wrong.
     written = rows.write_store_ledger(store, tmp_path / "ledger", "b", chunk_size=2)
     table = rows.read_partition(written)
     assert table.schema == rows.SCHEMA
