@@ -182,8 +182,9 @@ def case_validation(scale: float, repeats: int, work: Path) -> Result:
 def case_submission(scale: float, repeats: int, work: Path) -> Result:
     import httpx
 
-    from seedance_pipeline.pipeline import refresh_catalog, submit_batch
+    from seedance_pipeline.catalog.refresh import refresh_catalog
     from seedance_pipeline.providers import GenerationRequest, adapter_for
+    from seedance_pipeline.submission.batch import submit_batch
 
     count = max(40, int(500 * scale))
     emulator = Emulator("--queued-s", "0", "--running-s", "3600", "--max-in-flight", "1000000")
@@ -231,7 +232,9 @@ def case_submission(scale: float, repeats: int, work: Path) -> Result:
 
 
 def case_polling(scale: float, repeats: int, work: Path) -> Result:
-    from seedance_pipeline.pipeline import poll_tick, refresh_catalog, submit_batch
+    from seedance_pipeline.catalog.refresh import refresh_catalog
+    from seedance_pipeline.polling.tick import poll_tick
+    from seedance_pipeline.submission.batch import submit_batch
 
     count = max(200, int(10_000 * scale))
     emulator = Emulator("--queued-s", "0", "--running-s", "36000", "--max-in-flight", "1000000")
@@ -258,7 +261,9 @@ def case_polling(scale: float, repeats: int, work: Path) -> Result:
 
 
 def case_capacity(scale: float, repeats: int, work: Path) -> Result:
-    from seedance_pipeline.pipeline import poll_tick, refresh_catalog, submit_batch
+    from seedance_pipeline.catalog.refresh import refresh_catalog
+    from seedance_pipeline.polling.tick import poll_tick
+    from seedance_pipeline.submission.batch import submit_batch
 
     count = max(40, int(500 * scale))
     slots = max(4, int(50 * scale)) if scale < 1 else 50
@@ -317,8 +322,8 @@ def case_capacity(scale: float, repeats: int, work: Path) -> Result:
 
 def _submit_until_done(settings: Any, ready: Any, go: Any) -> None:
     """The capacity case's submitter: submission passes until nothing is pending."""
-    from seedance_pipeline.pipeline import submit_batch
     from seedance_pipeline.state.store import PENDING
+    from seedance_pipeline.submission.batch import submit_batch
 
     store = settings.store()
     ready.set()
@@ -331,7 +336,7 @@ def _submit_until_done(settings: Any, ready: Any, go: Any) -> None:
 def case_ledger(scale: float, repeats: int, work: Path) -> Result:
     import pyarrow.parquet as pq
 
-    from seedance_pipeline.pipeline import write_batch_ledger
+    from seedance_pipeline.ledger.write import write_batch_ledger
     from seedance_pipeline.state.store import SUCCEEDED, RequestRecord
 
     count = max(1000, int(1_000_000 * scale))
@@ -369,7 +374,8 @@ def case_ledger(scale: float, repeats: int, work: Path) -> Result:
 
 
 def case_catalog(scale: float, repeats: int, work: Path) -> Result:
-    from seedance_pipeline.catalog.planning import CatalogDefaults, plan_catalog, read_catalog
+    from seedance_pipeline.catalog.planning import plan_catalog, read_catalog
+    from seedance_pipeline.settings import CatalogDefaults
 
     count = max(1000, int(100_000 * scale))
     catalog = _catalog(work / "catalog", count, distinct_images=20)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from seedance_pipeline.emulator import EmulatorConfig, serve
 from seedance_pipeline.providers.facts import load_facts
+from seedance_pipeline.settings import ENV, PipelineSettings, cap_argument, settings_from
+
+DEFAULTS = PipelineSettings()
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -34,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
         summary = run_headless(
             args.catalog,
             args.data_dir,
-            daily_budget_usd=None if args.daily_budget_usd < 0 else args.daily_budget_usd,
+            daily_budget_usd=args.daily_budget_usd,
             batch_budget_usd=args.batch_budget_usd,
             run_budget_usd=args.run_budget_usd,
             ledger_url=args.ledger_url,
@@ -43,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout_s,
             progress=not args.no_progress,
         )
-    except CannotProceed as exc:
+    except (CannotProceed, ValueError) as exc:  # ValueError: a setting that cannot be used
         print(f"seedance-pipeline run: {exc}", file=sys.stderr)
         return 1
     print("\n".join(summary.lines()))
@@ -51,17 +53,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resolve_unknown(args: argparse.Namespace) -> int:
-    from seedance_pipeline.state.store import (
-        FAILED,
-        IN_FLIGHT,
-        PENDING,
-        UNKNOWN,
-        StateStore,
-        default_state_url,
-    )
+    from seedance_pipeline.state.store import FAILED, IN_FLIGHT, PENDING, UNKNOWN
 
-    url = args.state_url or os.environ.get("SEEDANCE_STATE_URL") or default_state_url(args.data_dir)
-    store = StateStore(url)
+    store = settings_from(data_dir=args.data_dir, state_url=args.state_url).store()
     if args.request_id is None:
         for unknown in store.records(statuses=[UNKNOWN]):
             print(
@@ -126,23 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
         "again on the same catalog and data dir submits nothing new. Providers without an API key "
         "run in the sandbox emulator.",
     )
-    run.add_argument(
-        "--catalog", default="data/catalog.csv", help="CSV or Parquet, path or fsspec URL"
-    )
-    run.add_argument("--data-dir", default="data", help="state store, ledger and videos go here")
+    run.add_argument("--catalog", help="CSV or Parquet, path or fsspec URL; default "
+                     f"${ENV['catalog']}, else the bundled sample catalog")  # fmt: skip
+    run.add_argument("--data-dir", help="state store, ledger and videos go here; default "
+                     f"${ENV['data_dir']}, else the repo's data/")  # fmt: skip
     run.add_argument("--ledger-url", help="the ledger's folder, a path or fsspec URL (s3://bucket/prefix/"
                      "ledger); default $SEEDANCE_LEDGER_URL, else <data dir>/ledger")  # fmt: skip
     run.add_argument("--videos-url", help="where videos are copied, a path or fsspec URL; default "
                      "$SEEDANCE_VIDEOS_URL, else <data dir>/videos")  # fmt: skip
-    run.add_argument(
-        "--daily-budget-usd", type=float, default=25.0, help="spend cap per UTC day (-1: none)"
-    )
-    run.add_argument("--batch-budget-usd", type=float, default=None, help="spend cap per batch")
-    run.add_argument(
-        "--run-budget-usd", type=float, default=None, help="spend cap for this command"
-    )
-    run.add_argument("--stale-submission-s", type=float, default=900.0,
-                     help="a submission unanswered this long is flagged unknown (its process died)")  # fmt: skip
+    run.add_argument("--daily-budget-usd", type=cap_argument, help="spend cap per UTC day, -1 for none; "
+                     f"default ${ENV['daily_budget_usd']}, else {DEFAULTS.daily_budget_usd:g}")  # fmt: skip
+    run.add_argument("--batch-budget-usd", type=cap_argument, help="spend cap per batch, -1 for none; "
+                     f"default ${ENV['batch_budget_usd']}, else none")  # fmt: skip
+    run.add_argument("--run-budget-usd", type=cap_argument, help="spend cap for this command, -1 for "
+                     f"none; default ${ENV['run_budget_usd']}, else none")  # fmt: skip
+    run.add_argument("--stale-submission-s", type=float, help="a submission unanswered this long "
+                     "is flagged unknown (its process died); default "
+                     f"${ENV['stale_submission_s']}, else {DEFAULTS.stale_submission_s:g}")  # fmt: skip
     run.add_argument("--timeout-s", type=float, default=None, help="give up after this long")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
@@ -156,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a request id, lists the unknown requests.",
     )
     resolve.add_argument("request_id", nargs="?", help="the request to decide about")
-    resolve.add_argument("--data-dir", default="data")
+    resolve.add_argument("--data-dir", help=f"default ${ENV['data_dir']}, else the repo's data/")
     resolve.add_argument(
         "--state-url",
         help="SQLAlchemy URL of the state store (default: $SEEDANCE_STATE_URL, else SQLite in the data dir)",

@@ -7,11 +7,12 @@ import warnings
 import dagster as dg
 
 from seedance_pipeline.catalog.assets import image_catalog, rejected_rows
+from seedance_pipeline.catalog.sensors import catalog_sensor
 from seedance_pipeline.jobs import catalog_job, ledger_job, submit_batch_job
 from seedance_pipeline.ledger.assets import batch_ledger
-from seedance_pipeline.polling.sensors import catalog_sensor, task_sensor
+from seedance_pipeline.polling.sensors import task_sensor
 from seedance_pipeline.reports.assets import batch_report
-from seedance_pipeline.resources import SeedanceResource, resource_from_env
+from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.submission.assets import submission_assets
 from seedance_pipeline.submission.schedules import daily_outstanding_batches
 
@@ -33,4 +34,5 @@ def build_definitions(seedance: SeedanceResource) -> dg.Definitions:
     )
 
 
-defs = build_definitions(resource_from_env())
+# Every setting left empty here is read from the environment when a run or tick needs it.
+defs = build_definitions(SeedanceResource())

@@ -4,7 +4,6 @@ of the catalog is terminal. Useful for CI jobs, notebooks and machines without a
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections import Counter
@@ -17,9 +16,9 @@ from tqdm import tqdm
 
 from seedance_pipeline.catalog.planning import CatalogError
 from seedance_pipeline.definitions import build_definitions
-from seedance_pipeline.pipeline import reconciliation_pending
+from seedance_pipeline.polling.tick import reconciliation_pending
 from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline.settings import LEDGER_URL_ENV, VIDEOS_URL_ENV, PipelineSettings
+from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.store import ACTIVE, OPEN, PENDING, TERMINAL, StateStore
 from seedance_pipeline.submission.submit import start_of_utc_day
 
@@ -73,43 +72,50 @@ def _stuck_reason(store: StateStore, settings: PipelineSettings) -> str:
     return "the next request would exceed today's budget or no provider slot frees up"
 
 
+HEADLESS_POLL_TIME_BOX_S = 20.0  # shorter passes than the sensor's: the command loops on them
+
+
+def _absolute(location: str | None) -> str | None:
+    return str(Path(location).resolve()) if location and "://" not in location else location
+
+
 def run_headless(
-    catalog: str,
-    data_dir: str,
+    catalog: str | None = None,
+    data_dir: str | None = None,
     *,
-    daily_budget_usd: float | None = 25.0,
+    daily_budget_usd: float | None = None,
     batch_budget_usd: float | None = None,
     run_budget_usd: float | None = None,
     sandbox_url: str | None = None,
     ledger_url: str | None = None,
     videos_url: str | None = None,
-    stale_submission_s: float = 900.0,
+    stale_submission_s: float | None = None,
     poll_interval_s: float = 1.0,
     timeout_s: float | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> RunSummary:
+    """Every setting left None takes its environment variable, then its default (settings.py),
+    exactly as under `dagster dev`; a cap of -1 means no cap."""
     logging.getLogger("dagster").setLevel(logging.WARNING)  # the progress bar and summary speak
-    data = Path(data_dir).resolve()
-    data.mkdir(parents=True, exist_ok=True)
     resource = SeedanceResource(
-        data_dir=str(data),
-        catalog=str(Path(catalog).resolve()) if "://" not in catalog else catalog,
+        data_dir=_absolute(data_dir),
+        catalog=_absolute(catalog),
         daily_budget_usd=daily_budget_usd,
         batch_budget_usd=batch_budget_usd,
         run_budget_usd=run_budget_usd,
         run_label=f"headless-{uuid.uuid4().hex[:12]}",  # one run budget for the whole command
         sandbox_url=sandbox_url,
-        # Like `dagster dev` (resources.resource_from_env): the environment moves them too.
-        ledger_url=ledger_url or os.environ.get(LEDGER_URL_ENV) or None,
-        videos_url=videos_url or os.environ.get(VIDEOS_URL_ENV) or None,
+        ledger_url=ledger_url,
+        videos_url=videos_url,
         stale_submission_s=stale_submission_s,
-        poll_time_box_s=20.0,
+        poll_time_box_s=HEADLESS_POLL_TIME_BOX_S,
     )
     try:
         settings: PipelineSettings = resource.settings()
     except ValueError as exc:  # a location that cannot work (credentials in a URL, a bucket root)
         raise CannotProceed(str(exc)) from None
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     defs = build_definitions(resource)
     instance = dg.DagsterInstance.ephemeral()
     resources = {"seedance": resource}
@@ -192,7 +198,7 @@ def run_headless(
         cost_usd=sum(r.cost_usd or 0.0 for r in records),
         cost_usd_estimated=sum(r.cost_usd_estimated for r in records if r.status != "rejected"),
         spent_today_usd=store.spend(start_of_utc_day()),
-        daily_budget_usd=daily_budget_usd,
+        daily_budget_usd=settings.daily_budget_usd,
         ledger_path=settings.ledger,
         sandbox_rows=sum(1 for r in records if r.sandbox),
         submitted=submitted,

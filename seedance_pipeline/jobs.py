@@ -1,17 +1,24 @@
-"""The jobs the sensors, schedule and backfills launch."""
+"""The asset keys of the graph and the jobs the sensors, schedule and backfills launch.
+
+Jobs select assets by key, so a sensor of an early stage can launch a job of a later one (the task
+sensor launches `ledger_job`) without importing that stage: imports follow the data flow."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from seedance_pipeline.catalog.assets import image_catalog, rejected_rows
-from seedance_pipeline.ledger.assets import batch_ledger
-from seedance_pipeline.reports.assets import batch_report
-from seedance_pipeline.submission.assets import submission_assets
+from seedance_pipeline.providers import provider_names
+
+IMAGE_CATALOG = "image_catalog"
+CATALOG_ASSETS = [IMAGE_CATALOG, "rejected_rows"]
+PROVIDERS = provider_names()
+SUBMISSION_ASSETS = [f"{provider}_submissions" for provider in PROVIDERS]
+LEDGER_ASSET = "batch_ledger"
+REPORT_ASSET = "batch_report"
 
 catalog_job = dg.define_asset_job(
     "catalog_job",
-    selection=dg.AssetSelection.assets(image_catalog, rejected_rows),
+    selection=dg.AssetSelection.assets(*CATALOG_ASSETS),
     description=(
         "Read and validate the catalog, record its requests in the state store and register its "
         "batches as partitions. The catalog sensor launches it whenever the catalog file changes."
@@ -19,7 +26,7 @@ catalog_job = dg.define_asset_job(
 )
 submit_batch_job = dg.define_asset_job(
     "submit_batch_job",
-    selection=dg.AssetSelection.assets(*submission_assets),
+    selection=dg.AssetSelection.assets(*SUBMISSION_ASSETS),
     description=(
         "Submit one batch's pending requests to their providers, within each provider's limit of "
         "tasks in flight and the spend caps. Launched by the task sensor and the daily schedule; "
@@ -28,7 +35,7 @@ submit_batch_job = dg.define_asset_job(
 )
 ledger_job = dg.define_asset_job(
     "ledger_job",
-    selection=dg.AssetSelection.assets(batch_ledger, batch_report),
+    selection=dg.AssetSelection.assets(LEDGER_ASSET, REPORT_ASSET),
     description=(
         "Write one batch's ledger partition, run its checks, then draw its report (contact sheet "
         "and chart). The task sensor launches it once the batch has nothing left in flight."

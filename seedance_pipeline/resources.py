@@ -1,54 +1,85 @@
-"""The Dagster resource that carries the pipeline's settings. API keys are not among them: each
-provider's key is read from its environment variable at call time and never enters run config."""
+"""The Dagster resource that carries the pipeline's settings into assets, sensors and schedules.
 
-import os
-from pathlib import Path
+Every field is optional: one left empty takes its environment variable, then its default, both
+in `settings.py` (the one place defaults are written), when a run or tick asks for its settings.
+API keys are not among the fields: each provider's key is read from its environment variable at
+call time and never enters run config.
+"""
 
 import dagster as dg
+from pydantic import Field
 
-from seedance_pipeline.catalog.planning import CatalogDefaults
-from seedance_pipeline.settings import LEDGER_URL_ENV, VIDEOS_URL_ENV, PipelineSettings
+from seedance_pipeline.settings import ENV, CatalogDefaults, PipelineSettings, settings_from
 
-REPO_DATA = Path(__file__).resolve().parents[1] / "data"
+
+def _env(name: str) -> str:
+    return f"default ${ENV[name]}, else the built-in default (settings.py)"
 
 
 class SeedanceResource(dg.ConfigurableResource):
     """Where the catalog, state store, ledger and videos live, and the limits submissions obey."""
 
-    data_dir: str = str(REPO_DATA)
-    catalog: str = str(REPO_DATA / "catalog.csv")
-    state_url: str | None = None
-    videos_url: str | None = None  # any fsspec URL; credentials come from the environment
-    ledger_url: str | None = None  # any fsspec URL; reports go beside it
-    default_provider: str = "novita"
-    default_model: str | None = None
-    default_batch: str = "default"
-    default_resolution: str | None = None
-    default_duration: int | None = None
-    daily_budget_usd: float | None = 25.0
-    batch_budget_usd: float | None = None
-    run_budget_usd: float | None = None
-    run_label: str | None = (
-        None  # scopes the per-run budget instead of the Dagster run id (headless)
+    data_dir: str | None = Field(
+        default=None, description=f"state store, ledger, videos; {_env('data_dir')}"
     )
-    poll_time_box_s: float = 40.0
-    stale_submission_s: float = 900.0
-    sandbox_url: str | None = None
+    catalog: str | None = Field(
+        default=None, description=f"CSV or Parquet, path or fsspec URL; {_env('catalog')}"
+    )
+    state_url: str | None = Field(
+        default=None, description=f"SQLAlchemy URL of the state store; {_env('state_url')}"
+    )
+    videos_url: str | None = Field(
+        default=None, description=f"where videos are kept (fsspec URL); {_env('videos_url')}"
+    )
+    ledger_url: str | None = Field(
+        default=None, description=f"the ledger's folder (fsspec URL); {_env('ledger_url')}"
+    )
+    default_provider: str | None = Field(
+        default=None, description="provider of rows that name none"
+    )
+    default_model: str | None = Field(default=None, description="model of rows that name none")
+    default_batch: str | None = Field(default=None, description="batch of rows that name none")
+    default_resolution: str | None = Field(
+        default=None, description="resolution of rows that name none"
+    )
+    default_duration: int | None = Field(
+        default=None, description="duration (s) of rows that name none"
+    )
+    daily_budget_usd: float | None = Field(
+        default=None, description=f"spend cap per UTC day, -1 for none; {_env('daily_budget_usd')}"
+    )
+    batch_budget_usd: float | None = Field(
+        default=None, description=f"spend cap per batch, -1 for none; {_env('batch_budget_usd')}"
+    )
+    run_budget_usd: float | None = Field(
+        default=None, description=f"spend cap per run, -1 for none; {_env('run_budget_usd')}"
+    )
+    run_label: str | None = Field(
+        default=None,
+        description="scopes the per-run budget instead of the Dagster run id (headless)",
+    )
+    poll_time_box_s: float | None = Field(
+        default=None, description="seconds one polling pass may take"
+    )
+    stale_submission_s: float | None = Field(
+        default=None,
+        description=f"seconds before an unanswered submission is unknown; {_env('stale_submission_s')}",
+    )
+    sandbox_url: str | None = Field(default=None, description=f"an emulator for providers without a key; {_env('sandbox_url')}")  # fmt: skip
 
     def settings(self) -> PipelineSettings:
-        return PipelineSettings(
+        catalog_defaults = {
+            name: getattr(self, f"default_{name}")
+            for name in ("provider", "model", "batch", "resolution", "duration")
+            if getattr(self, f"default_{name}") is not None
+        }
+        return settings_from(
             data_dir=self.data_dir,
             catalog=self.catalog,
             state_url=self.state_url,
             videos_url=self.videos_url,
             ledger_url=self.ledger_url,
-            defaults=CatalogDefaults(
-                provider=self.default_provider,
-                model=self.default_model,
-                batch=self.default_batch,
-                resolution=self.default_resolution,
-                duration=self.default_duration,
-            ),
+            defaults=CatalogDefaults(**catalog_defaults) if catalog_defaults else None,
             daily_budget_usd=self.daily_budget_usd,
             batch_budget_usd=self.batch_budget_usd,
             run_budget_usd=self.run_budget_usd,
@@ -56,21 +87,3 @@ class SeedanceResource(dg.ConfigurableResource):
             stale_submission_s=self.stale_submission_s,
             sandbox_url=self.sandbox_url,
         )
-
-
-def resource_from_env() -> SeedanceResource:
-    """Zero configuration: the bundled sample catalog and `data/`; `SEEDANCE_DATA_DIR`,
-    `SEEDANCE_CATALOG`, `SEEDANCE_STATE_URL`, `SEEDANCE_VIDEOS_URL`, `SEEDANCE_LEDGER_URL` and
-    `SEEDANCE_DAILY_BUDGET_USD` move them (none of these is a secret: object store credentials stay
-    in the `AWS_*` variables, read by s3fs when it connects)."""
-    data_dir = os.environ.get("SEEDANCE_DATA_DIR", str(REPO_DATA))
-    budget = os.environ.get("SEEDANCE_DAILY_BUDGET_USD")
-    stale = os.environ.get("SEEDANCE_STALE_SUBMISSION_S")
-    return SeedanceResource(
-        data_dir=data_dir,
-        catalog=os.environ.get("SEEDANCE_CATALOG", str(REPO_DATA / "catalog.csv")),
-        videos_url=os.environ.get(VIDEOS_URL_ENV) or None,
-        ledger_url=os.environ.get(LEDGER_URL_ENV) or None,
-        daily_budget_usd=float(budget) if budget else 25.0,
-        stale_submission_s=float(stale) if stale else 900.0,
-    )

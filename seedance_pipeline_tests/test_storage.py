@@ -10,9 +10,9 @@ import fsspec
 import pytest
 
 from seedance_pipeline import storage
-from seedance_pipeline.polling import videos
-from seedance_pipeline.resources import resource_from_env
+from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.storage import videos
 from seedance_pipeline_tests.conftest import S3, S3_SECRET
 
 
@@ -97,7 +97,7 @@ def test_dagster_dev_takes_the_locations_from_the_environment(
 ) -> None:
     monkeypatch.setenv("SEEDANCE_LEDGER_URL", "s3://bucket/seedance/ledger")
     monkeypatch.setenv("SEEDANCE_VIDEOS_URL", "s3://bucket/seedance/videos")
-    settings = resource_from_env().settings()
+    settings = SeedanceResource().settings()
     assert settings.ledger == "s3://bucket/seedance/ledger"
     assert settings.videos == "s3://bucket/seedance/videos"
     assert settings.reports_url == "s3://bucket/seedance/reports"

@@ -1,16 +1,12 @@
 """Dagster assets for the catalog: the planned requests, and the rows that were rejected."""
 
 from collections import Counter
-from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
-from seedance_pipeline.pipeline import refresh_catalog
+from seedance_pipeline.catalog.refresh import refresh_catalog, write_rejected_rows
+from seedance_pipeline.partitions import batches
 from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline.state.store import REJECTED
-
-batches = dg.DynamicPartitionsDefinition(name="batches")
 
 
 @dg.asset(
@@ -41,7 +37,7 @@ def image_catalog(
             "requests": len(plan.records),
             "duplicate_rows_collapsed": plan.duplicates,
             "valid": by_status.get("pending", 0),
-            "rejected": by_status.get(REJECTED, 0),
+            "rejected": by_status.get("rejected", 0),
             "batches": dg.MetadataValue.json(plan.batches),
             "new_batches": dg.MetadataValue.json(new),
             "warnings": dg.MetadataValue.json(plan.warnings),
@@ -60,26 +56,7 @@ def image_catalog(
     ),
 )
 def rejected_rows(seedance: SeedanceResource) -> dg.MaterializeResult:
-    settings = seedance.settings()
-    rejected = settings.store().records(statuses=[REJECTED])
-    frame = pd.DataFrame(
-        [
-            {
-                "catalog_row": r.catalog_row,
-                "batch": r.batch,
-                "image_id": r.image_id,
-                "provider": r.provider,
-                "model": r.model,
-                "image": r.request.get("image"),
-                "reasons": r.error_message,
-            }
-            for r in rejected
-        ],
-        columns=["catalog_row", "batch", "image_id", "provider", "model", "image", "reasons"],
-    )
-    path = f"{settings.data_dir}/rejected_rows.parquet"
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # not made by a PostgreSQL store
-    frame.to_parquet(path, index=False)
+    frame, path = write_rejected_rows(seedance.settings())
     preview = frame[["catalog_row", "image_id", "reasons"]].head(50)
     return dg.MaterializeResult(
         metadata={

@@ -23,6 +23,7 @@ import pandas as pd
 
 from seedance_pipeline.providers import GenerationRequest, ImageInfo, adapter_for, provider_names
 from seedance_pipeline.providers.images import ImageUnreadable, inspect_image, is_url
+from seedance_pipeline.settings import CatalogDefaults
 from seedance_pipeline.state.store import PENDING, REJECTED, RequestRecord
 
 COLUMNS = (
@@ -65,23 +66,6 @@ _BATCH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 class CatalogError(ValueError):
     """The catalog as a whole cannot be read; the message says what to fix."""
-
-
-@dataclass(frozen=True)
-class CatalogDefaults:
-    """Values for optional columns left empty. None means the model's own documented default."""
-
-    provider: str = "novita"
-    model: str | None = None
-    batch: str = "default"
-    resolution: str | None = None
-    aspect_ratio: str | None = None
-    duration: int | None = None
-    seed: int | None = None
-    camera_fixed: bool | None = None
-    generate_audio: bool | None = None
-    service_tier: str | None = None
-    watermark: bool | None = None
 
 
 @dataclass

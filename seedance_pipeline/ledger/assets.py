@@ -1,23 +1,20 @@
 """The ledger partition of a batch, and the checks that guard it."""
 
-import os
 from collections import Counter
 
 import dagster as dg
 
-from seedance_pipeline.catalog.assets import batches
+from seedance_pipeline.jobs import LEDGER_ASSET, SUBMISSION_ASSETS
 from seedance_pipeline.ledger.checks import CHECK_DESCRIPTIONS, ledger_checks
 from seedance_pipeline.ledger.rows import COLUMNS, read_partition
 from seedance_pipeline.ledger.summary import failures_by_kind, provider_summaries
-from seedance_pipeline.pipeline import write_batch_ledger
-from seedance_pipeline.providers.facts import load_facts
-from seedance_pipeline.reports.publish import link, report_urls
+from seedance_pipeline.ledger.write import secret_values, write_batch_ledger
+from seedance_pipeline.metadata import link
+from seedance_pipeline.partitions import batches
 from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline.storage import STORAGE_SECRET_ENV
-from seedance_pipeline.submission.assets import submission_assets
 
 CHECKS = [
-    dg.AssetCheckSpec(name, asset="batch_ledger", description=text)
+    dg.AssetCheckSpec(name, asset=LEDGER_ASSET, description=text)
     for name, text in CHECK_DESCRIPTIONS.items()
 ]
 
@@ -45,15 +42,9 @@ FAILURES_SCHEMA = dg.TableSchema(
 )
 
 
-def api_key_values() -> list[str]:
-    """Provider API keys, and the object store's secrets (the ledger may live there)."""
-    names = [f"{spec.env_prefix}_API_KEY" for spec in load_facts().providers.values()]
-    keys = (os.environ.get(name) for name in [*names, *STORAGE_SECRET_ENV])
-    return [k for k in keys if k]
-
-
 @dg.asset(
-    deps=submission_assets,
+    name=LEDGER_ASSET,
+    deps=SUBMISSION_ASSETS,
     partitions_def=batches,
     check_specs=CHECKS,
     kinds={"parquet"},
@@ -83,7 +74,7 @@ def batch_ledger(
             f"SANDBOX: {sandbox_rows} rows of this ledger come from the local emulator, not a provider"
         )
 
-    outcomes = ledger_checks(written, ledger.request_ids, total, api_key_values())
+    outcomes = ledger_checks(written, ledger.request_ids, total, secret_values())
     checks = [
         dg.AssetCheckResult(
             check_name=o.name,
@@ -95,7 +86,7 @@ def batch_ledger(
         )
         for o in outcomes
     ]
-    report = report_urls(settings.reports_url, context.partition_key)
+    report = settings.report_urls(context.partition_key)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(ledger.path)),

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from seedance_pipeline.polling.videos import file_sha256
+from seedance_pipeline.storage.videos import file_sha256
 
 CHECK_DESCRIPTIONS = {
     "one_row_per_request": "Every request of the batch appears exactly once.",

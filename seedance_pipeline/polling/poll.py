@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from seedance_pipeline.polling.videos import VideoLost, download
 from seedance_pipeline.providers import (
     ErrorKind,
     GenerationRequest,
@@ -38,6 +37,7 @@ from seedance_pipeline.state.store import (
     RequestRecord,
     StateStore,
 )
+from seedance_pipeline.storage.videos import VideoLost, download
 from seedance_pipeline.submission.submit import video_destination
 
 log = logging.getLogger(__name__)

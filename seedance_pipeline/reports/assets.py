@@ -2,16 +2,18 @@
 
 import dagster as dg
 
-from seedance_pipeline.catalog.assets import batches
-from seedance_pipeline.ledger.assets import batch_ledger
-from seedance_pipeline.pipeline import write_batch_report
+from seedance_pipeline.jobs import LEDGER_ASSET, REPORT_ASSET
+from seedance_pipeline.metadata import link
+from seedance_pipeline.partitions import batches
 from seedance_pipeline.reports.contact_sheet import MAX_TILES
-from seedance_pipeline.reports.publish import inline_image, link
+from seedance_pipeline.reports.publish import inline_image
+from seedance_pipeline.reports.report import write_batch_report
 from seedance_pipeline.resources import SeedanceResource
 
 
 @dg.asset(
-    deps=[batch_ledger],
+    name=REPORT_ASSET,
+    deps=[LEDGER_ASSET],
     partitions_def=batches,
     kinds={"png", "pillow"},
     tags={"seedance/stage": "report"},

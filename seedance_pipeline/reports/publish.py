@@ -1,30 +1,16 @@
-"""Where a batch's report lives, and how it is written: through fsspec, so `reports_url` may be a
-local folder or any object store URL."""
+"""How a batch's report is written: through fsspec, so `reports_url` may be a local folder or any
+object store URL; and how it is previewed inline in the Dagster UI."""
 
 from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass
 
-import dagster as dg
 from PIL import Image
 
 from seedance_pipeline.storage import write_bytes_atomic
 
 PREVIEW_MAX_BYTES = 150_000  # inline previews live in Dagster's event log: keep them small
-
-
-@dataclass(frozen=True)
-class ReportUrls:
-    contact_sheet: str
-    chart: str
-
-
-def report_urls(reports_url: str, batch: str) -> ReportUrls:
-    """`<reports_url>/batch=<batch>/…`, laid out like the ledger's partitions."""
-    folder = f"{reports_url.rstrip('/')}/batch={batch}"
-    return ReportUrls(f"{folder}/contact_sheet.png", f"{folder}/chart.png")
 
 
 def write_png(image: Image.Image, url: str) -> int:
@@ -49,10 +35,3 @@ def inline_image(image: Image.Image, max_width: int, alt: str, max_height: int =
     if buffer.tell() > PREVIEW_MAX_BYTES:
         return None
     return f"![{alt}](data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()})"
-
-
-def link(url: str) -> dg.MetadataValue:
-    """A clickable URL for object stores and web locations, a path for local files."""
-    if "://" in url and not url.startswith("file://"):
-        return dg.MetadataValue.url(url)
-    return dg.MetadataValue.path(url.removeprefix("file://"))

@@ -2,17 +2,16 @@
 
 import dagster as dg
 
-from seedance_pipeline.catalog.assets import batches, image_catalog
-from seedance_pipeline.pipeline import submit_batch
-from seedance_pipeline.providers import provider_names
+from seedance_pipeline.jobs import IMAGE_CATALOG, PROVIDERS
+from seedance_pipeline.partitions import batches
 from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline.state.store import ACTIVE, PENDING
+from seedance_pipeline.submission.batch import submission_metadata, submit_batch
 
 
 def submission_asset(provider: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{provider}_submissions",
-        deps=[image_catalog],
+        deps=[IMAGE_CATALOG],
         partitions_def=batches,
         pool=f"seedance_{provider}",
         kinds={"python", "api"},
@@ -30,36 +29,19 @@ def submission_asset(provider: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         settings = seedance.settings()
         batch = context.partition_key
-        report = submit_batch(
-            settings, batch, [provider], seedance.run_label or context.run.run_id
-        ).get(provider)
-        store = settings.store()
-        records = store.records(batch=batch, provider=provider)
+        run_id = seedance.run_label or context.run.run_id
+        report = submit_batch(settings, batch, [provider], run_id).get(provider)
         if report is not None and report.stopped:
             context.log.warning(f"{provider}: submissions stopped for now: {report.stopped}")
-        sandbox = [r for r in records if r.sandbox]
+        metadata, sandbox = submission_metadata(settings, batch, provider, report)
         if sandbox:
             context.log.warning(
-                f"SANDBOX: {len(sandbox)} {provider} requests of {batch} went to the emulator"
+                f"SANDBOX: {sandbox} {provider} requests of {batch} went to the emulator"
             )
-        return dg.MaterializeResult(
-            metadata={
-                "submitted_now": report.submitted if report else 0,
-                "finished_now": report.finished if report else 0,
-                "refused_now": report.failed if report else 0,
-                "outcome_unknown_now": report.unknown if report else 0,
-                "waiting": dg.MetadataValue.json(dict(report.waiting) if report else {}),
-                "pending": sum(r.status == PENDING for r in records),
-                "in_flight": sum(r.status in ACTIVE for r in records),
-                "sandbox_requests": len(sandbox),
-                "in_flight_limit_now": store.current_limit(
-                    provider, settings.in_flight_limit(provider)
-                ),
-                **settings.budget_metadata(store, batch),
-            }
-        )
+        metadata["waiting"] = dg.MetadataValue.json(metadata["waiting"])
+        return dg.MaterializeResult(metadata=metadata)
 
     return _submissions
 
 
-submission_assets = [submission_asset(name) for name in provider_names()]
+submission_assets = [submission_asset(name) for name in PROVIDERS]

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from seedance_pipeline.jobs import submit_batch_job
-from seedance_pipeline.pipeline import submittable_batches
 from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.submission.batch import submittable_batches
 
 
 @dg.schedule(
@@ -21,8 +21,7 @@ from seedance_pipeline.resources import SeedanceResource
 def daily_outstanding_batches(
     context: dg.ScheduleEvaluationContext, seedance: SeedanceResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    settings = seedance.settings()
-    batches = submittable_batches(settings, settings.store())
+    batches = submittable_batches(seedance.settings())
     if not batches:
         return dg.SkipReason("no outstanding batch, or today's budget is spent")
     date = context.scheduled_execution_time.strftime("%Y-%m-%d")

@@ -14,7 +14,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from seedance_pipeline.polling.videos import VideoLost, keep_bytes
 from seedance_pipeline.providers import ErrorKind, GenerationRequest, ProviderError, adapter_for
 from seedance_pipeline.providers.client import ProviderClient
 from seedance_pipeline.settings import PipelineSettings
@@ -29,6 +28,7 @@ from seedance_pipeline.state.store import (
     RequestRecord,
     StateStore,
 )
+from seedance_pipeline.storage.videos import VideoLost, keep_bytes
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from seedance_pipeline.catalog.planning import CatalogDefaults, plan_catalog
+from seedance_pipeline.catalog.planning import plan_catalog
+from seedance_pipeline.settings import CatalogDefaults
 from seedance_pipeline.state.store import PENDING, REJECTED
 from seedance_pipeline_tests.conftest import ImageFactory
 

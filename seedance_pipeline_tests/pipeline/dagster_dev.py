@@ -20,7 +20,7 @@ import httpx
 import pandas as pd
 
 from seedance_pipeline.emulator import EmulatorServer
-from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.settings import settings_from
 from seedance_pipeline.state.store import OPEN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ class DagsterDev:
     def wait_for_ledger(self, batches: list[str], timeout_s: float = 300) -> pd.DataFrame:
         """Until no request is open and each of `batches` has a ledger partition with none open
         either (a ledger can be written before its batch finishes); returns the whole ledger."""
-        store = PipelineSettings(data_dir=str(self.data)).store()
+        store = settings_from(data_dir=str(self.data)).store()
         expected = sorted(f"batch={b}" for b in batches)
         deadline = time.monotonic() + timeout_s
         while True:

@@ -180,3 +180,22 @@ def test_the_state_store_password_never_reaches_dagster(
     everything = "\n".join(recorded)
     assert len(runs) >= 4 and "password authentication failed" in everything
     assert postgres.password_marker not in everything
+
+
+def test_no_daily_cap_from_the_environment_lets_the_sensor_and_schedule_submit(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `SEEDANCE_DAILY_BUDGET_USD=-1` once meant a cap of -1 dollars: nothing was ever launched.
+    monkeypatch.setenv("SEEDANCE_DAILY_BUDGET_USD", "-1")
+    assert pipeline.resource.daily_budget_usd is None  # the resource leaves it to the environment
+    pipeline.run("catalog_job")
+    tick = pipeline.sensor()
+    assert isinstance(tick, dg.SensorResult), tick
+    launched = {
+        r.partition_key for r in tick.run_requests or [] if r.job_name == "submit_batch_job"
+    }
+    assert launched == {"alpha", "beta"}
+    schedule = pipeline.defs.resolve_schedule_def("daily_outstanding_batches")
+    context = dg.build_schedule_context(instance=pipeline.instance, resources={"seedance": pipeline.resource},
+                                        scheduled_execution_time=datetime(2026, 11, 21, 6, tzinfo=UTC))  # fmt: skip
+    assert sorted(r.partition_key or "" for r in schedule(context)) == ["alpha", "beta"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults
-from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.settings import settings_from
 from seedance_pipeline_tests.conftest import ImageFactory
 
 EXE = str(Path(sys.executable).with_name("seedance-pipeline"))
@@ -61,7 +61,7 @@ def kill_mid_submission(
     wait_until(lambda: len(emulator.state.audit(provider)) == 4)
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=10)
-    assert PipelineSettings(data_dir=str(data)).store().counts() == {"submitting": 4}
+    assert settings_from(data_dir=str(data)).store().counts() == {"submitting": 4}
     emulator.state.set_faults(provider, None)
     time.sleep(2.5)  # past --stale-submission-s: the dead run's calls are now known to be orphaned
     return catalog
@@ -132,7 +132,7 @@ def test_sigkill_mid_poll_then_rerun(tmp_path: Path, make_image: ImageFactory) -
         )
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=10)
-        store = PipelineSettings(data_dir=str(data)).store()
+        store = settings_from(data_dir=str(data)).store()
         assert store.counts() == {"in_flight": 8}  # every task id was kept
         for provider in ("modelark", "novita"):
             emulator.state.set_faults(provider, None)

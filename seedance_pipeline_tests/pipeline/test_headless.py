@@ -123,10 +123,10 @@ def test_zero_configuration_starts_a_shared_sandbox_emulator(
 
 
 def test_resolve_unknown_needs_an_explicit_decision(tmp_path: Path) -> None:
-    from seedance_pipeline.settings import PipelineSettings
+    from seedance_pipeline.settings import settings_from
     from seedance_pipeline.state.store import UNKNOWN, RequestRecord
 
-    store = PipelineSettings(data_dir=str(tmp_path)).store()  # where the command looks for it
+    store = settings_from(data_dir=str(tmp_path)).store()  # where the command looks for it
     store.add_new([RequestRecord(request_id=rid, batch="b", catalog_row=i, provider=p, model="m", request={},
                                  status=UNKNOWN) for i, (rid, p) in enumerate([("r1", "novita"), ("r2", "segmind")])])  # fmt: skip
     listed = subprocess.run(

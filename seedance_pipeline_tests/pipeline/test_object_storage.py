@@ -14,8 +14,8 @@ import pytest
 
 from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorServer
-from seedance_pipeline.ledger.assets import api_key_values
 from seedance_pipeline.ledger.checks import ledger_checks
+from seedance_pipeline.ledger.write import secret_values
 from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline_tests.conftest import S3, S3_SECRET, ImageFactory
 from seedance_pipeline_tests.pipeline.conftest import Pipeline, write_catalog
@@ -128,6 +128,6 @@ def test_the_no_secrets_check_looks_for_the_object_store_secret(
     written = pd.DataFrame({"request_id": ["r1"], "status": ["failed"], "error_kind": ["transient"],
                             "error_message": [f"upload refused for {S3_SECRET}"], "video_uri": [None],
                             "video_sha256": [None], "cost_usd": [0.0]})  # fmt: skip
-    outcomes = {o.name: o for o in ledger_checks(written, {"r1"}, 0.0, api_key_values())}
+    outcomes = {o.name: o for o in ledger_checks(written, {"r1"}, 0.0, secret_values())}
     assert outcomes["no_secrets"].passed is False
     assert outcomes["no_secrets"].metadata["columns_with_a_key"] == ["error_message"]

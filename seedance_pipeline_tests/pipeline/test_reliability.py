@@ -9,18 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from seedance_pipeline.catalog.refresh import refresh_catalog
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults
 from seedance_pipeline.ledger.rows import read_partition
-from seedance_pipeline.pipeline import (
-    poll_tick,
-    reconciliation_pending,
-    refresh_catalog,
-    submit_batch,
-    write_batch_ledger,
-)
+from seedance_pipeline.ledger.write import write_batch_ledger
+from seedance_pipeline.polling.tick import poll_tick, reconciliation_pending
 from seedance_pipeline.providers import provider_names
-from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.settings import PipelineSettings, settings_from
 from seedance_pipeline.state.store import OPEN, PENDING
+from seedance_pipeline.submission.batch import submit_batch
 from seedance_pipeline_tests.conftest import ImageFactory
 
 
@@ -54,7 +51,7 @@ def test_429s_shrink_the_in_flight_limit_and_successes_grow_it_back(
         catalog = catalog_of(
             tmp_path, make_image, [{"provider": "novita", "seed": i} for i in range(12)]
         )
-        settings = PipelineSettings(data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url,
+        settings = settings_from(data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url,
                                     max_in_flight={"novita": 8}, daily_budget_usd=None)  # fmt: skip
         refresh_catalog(settings)
         store = settings.store()
@@ -80,7 +77,7 @@ def test_the_daily_cap_is_never_exceeded_and_the_wait_is_explained(tmp_path: Pat
     catalog = catalog_of(
         tmp_path, make_image, [{"provider": "modelark", "seed": i} for i in range(10)]
     )
-    settings = PipelineSettings(data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url,
+    settings = settings_from(data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url,
                                 daily_budget_usd=0.30)  # fmt: skip
     plan = refresh_catalog(settings)
     each = plan.records[0].cost_usd_estimated
@@ -111,7 +108,7 @@ def test_expired_urls_are_signed_again_where_possible_and_lost_videos_are_flagge
         catalog = catalog_of(
             tmp_path, make_image, [{"provider": "modelark"}, {"provider": "novita"}]
         )
-        settings = PipelineSettings(
+        settings = settings_from(
             data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url
         )
         refresh_catalog(settings)
@@ -163,7 +160,7 @@ def test_a_fault_storm_over_hundreds_of_requests_ends_terminal_classified_and_ma
         rows = [{"provider": p, "seed": 1000 * i + n, "batch": f"b{n % 3}"} for i, p in enumerate(providers)
                 for n in range(65)]  # fmt: skip
         catalog = catalog_of(tmp_path, make_image, rows)
-        settings = PipelineSettings(data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url,
+        settings = settings_from(data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url,
                                     daily_budget_usd=None, max_in_flight={p: 40 for p in providers},
                                     stale_submission_s=5)  # fmt: skip
         refresh_catalog(settings)
@@ -214,7 +211,7 @@ def test_a_fault_storm_over_hundreds_of_requests_ends_terminal_classified_and_ma
 def test_one_bad_record_does_not_starve_a_polling_pass(tmp_path: Path, make_image: ImageFactory,
                                                        emulator: EmulatorServer) -> None:  # fmt: skip
     catalog = catalog_of(tmp_path, make_image, [{"provider": "novita"}, {"provider": "segmind"}])
-    settings = PipelineSettings(
+    settings = settings_from(
         data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url
     )
     refresh_catalog(settings)
@@ -237,7 +234,7 @@ def test_a_budget_stop_cancels_queued_tasks_where_the_provider_allows(
             {"provider": "novita", "seed": 9}
         ]
         catalog = catalog_of(tmp_path, make_image, rows)
-        settings = PipelineSettings(
+        settings = settings_from(
             data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url
         )
         refresh_catalog(settings)

@@ -1,0 +1,72 @@
+"""Recording the catalog in the state store: new requests are added, known ones keep their
+progress, and the rows that cannot be sent are written out with every reason."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import fsspec
+import pandas as pd
+
+from seedance_pipeline.catalog.planning import (
+    CatalogPlan,
+    catalog_base_dir,
+    plan_catalog,
+    read_catalog,
+)
+from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.state.store import REJECTED
+
+log = logging.getLogger(__name__)
+
+REJECTED_COLUMNS = ["catalog_row", "batch", "image_id", "provider", "model", "image", "reasons"]
+
+
+def catalog_digest(url: str) -> str:
+    """sha256 of the catalog file's bytes: how the catalog sensor notices a change."""
+    digest = hashlib.sha256()
+    with fsspec.open(url, "rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def refresh_catalog(settings: PipelineSettings) -> CatalogPlan:
+    """Read and plan the catalog, record new requests (known ones keep their progress), and flag
+    submissions a dead process left without an answer."""
+    frame = read_catalog(settings.catalog)
+    plan = plan_catalog(frame, settings.defaults, catalog_base_dir(settings.catalog))
+    store = settings.store()
+    store.add_new(plan.records)
+    flagged = store.flag_stale_submissions(settings.stale_submission_s)
+    if flagged:
+        log.error(
+            "%d submissions had no answer when their process stopped; flagged unknown", len(flagged)
+        )
+    return plan
+
+
+def write_rejected_rows(settings: PipelineSettings) -> tuple[pd.DataFrame, str]:
+    """Every rejected row of the store, with its reasons, at `<data dir>/rejected_rows.parquet`."""
+    rejected = settings.store().records(statuses=[REJECTED])
+    frame = pd.DataFrame(
+        [
+            {
+                "catalog_row": r.catalog_row,
+                "batch": r.batch,
+                "image_id": r.image_id,
+                "provider": r.provider,
+                "model": r.model,
+                "image": r.request.get("image"),
+                "reasons": r.error_message,
+            }
+            for r in rejected
+        ],
+        columns=REJECTED_COLUMNS,
+    )
+    path = f"{settings.data_dir}/rejected_rows.parquet"
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # not made by a PostgreSQL store
+    frame.to_parquet(path, index=False)
+    return frame, path

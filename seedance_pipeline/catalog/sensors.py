@@ -1,0 +1,54 @@
+"""The catalog sensor: notices a changed catalog and launches `catalog_job`, which registers its
+batches. Its ticks name the batches, or say why they skipped."""
+
+import dagster as dg
+
+from seedance_pipeline.catalog.planning import CatalogError, batch_names, read_catalog
+from seedance_pipeline.catalog.refresh import catalog_digest
+from seedance_pipeline.jobs import catalog_job
+from seedance_pipeline.partitions import batches
+from seedance_pipeline.resources import SeedanceResource
+
+CATALOG_INTERVAL_S = 30
+
+
+def _names(items: list[str], most: int = 10) -> str:
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "") or "none"
+
+
+@dg.sensor(
+    job=catalog_job,
+    minimum_interval_seconds=CATALOG_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Watches the catalog file's checksum; when it changes (or on first start) launches "
+        "`catalog_job`, which validates the rows and registers new batches as partitions. Its "
+        "ticks name the batches in the catalog and those already registered, or say why it "
+        "skipped (catalog unchanged, missing or unreadable)."
+    ),
+)
+def catalog_sensor(
+    context: dg.SensorEvaluationContext, seedance: SeedanceResource
+) -> dg.SensorResult | dg.SkipReason:
+    settings = seedance.settings()
+    registered = sorted(context.instance.get_dynamic_partitions(str(batches.name)))
+    try:
+        digest = catalog_digest(settings.catalog)
+    except FileNotFoundError:
+        return dg.SkipReason(f"no catalog at {settings.catalog}")
+    if digest == context.cursor:
+        return dg.SkipReason(
+            f"catalog unchanged (sha256 {digest[:12]}); {len(registered)} batches registered: "
+            f"{_names(registered)}"
+        )
+    try:  # the batch column only: cheap, and a broken catalog is reported here, not by a failed run
+        named = batch_names(read_catalog(settings.catalog), settings.defaults.batch)
+    except CatalogError as exc:
+        return dg.SkipReason(f"catalog changed (sha256 {digest[:12]}) but cannot be read: {exc}")
+    new = [b for b in named if b not in registered]
+    context.log.info(
+        f"catalog changed (sha256 {digest[:12]}): launched catalog_job to validate it and register "
+        f"its {len(named)} batches: {_names(named)} (new: {_names(new)})"
+    )
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"catalog:{digest}")], cursor=digest)

@@ -1,0 +1,94 @@
+"""One tick of the task sensor as plain functions: poll what is in flight, then decide which
+batches need a submission run and which are ready for their ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from seedance_pipeline.polling.poll import PollReport, poll_once
+from seedance_pipeline.providers import ProviderError, adapter_for
+from seedance_pipeline.providers.client import ProviderConfig
+from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.state.store import FETCHING, IN_FLIGHT, UNKNOWN, StateStore
+from seedance_pipeline.submission.batch import submittable_batches
+from seedance_pipeline.submission.budget import enforce_daily_budget
+from seedance_pipeline.submission.clients import open_provider_clients
+from seedance_pipeline.submission.reconcile import awaiting, reconcile_unknown
+
+log = logging.getLogger(__name__)
+
+
+async def _poll(settings: PipelineSettings, store: StateStore, providers: list[str]) -> PollReport:
+    async with AsyncExitStack() as stack:
+        clients = await open_provider_clients(settings, providers, stack)
+        for provider in {r.provider for r in store.records(statuses=[UNKNOWN])} & set(providers):
+            try:
+                await reconcile_unknown(store, clients[provider])
+            except ProviderError as error:  # the list call failed: try again next tick
+                log.info("reconciliation at %s postponed: %s", provider, error)
+        await enforce_daily_budget(store, clients, settings)
+        return await poll_once(store, clients, settings)
+
+
+def poll_tick(settings: PipelineSettings) -> PollReport:
+    """One time-boxed polling pass over every task in flight, after flagging submissions whose
+    process died mid-call and reconciling unknown outcomes where the provider lists its tasks."""
+    store = settings.store()
+    flagged = store.flag_stale_submissions(settings.stale_submission_s)
+    if flagged:
+        log.error(
+            "%d submissions had no answer when their process stopped; flagged unknown", len(flagged)
+        )
+    providers = sorted({r.provider for r in store.records(statuses=[IN_FLIGHT, FETCHING, UNKNOWN])})
+    if not providers:
+        return PollReport()
+    return asyncio.run(_poll(settings, store, providers))
+
+
+def reconciliation_pending(settings: PipelineSettings) -> int:
+    """Unknown outcomes that the next ticks may still settle from a provider's task list."""
+    store = settings.store()
+    providers = {r.provider for r in store.records(statuses=[UNKNOWN])}
+    configs = {p: ProviderConfig.from_env(adapter_for(p)) for p in providers}
+    return awaiting(store, configs)
+
+
+@dataclass(frozen=True)
+class TickPlan:
+    """What the task sensor does after polling."""
+
+    report: PollReport
+    open_batches: int
+    ledger_batches: dict[str, str]  # batch → the fingerprint of the state its ledger is wanted for
+    submit_batches: list[str]  # batches with pending requests and a free provider slot
+    finished: dict[str, str]  # every batch with nothing open → its fingerprint (the next cursor)
+    submitted_since: int  # requests claimed since the last count
+    counted_at: float  # when they were counted (the next tick counts from here)
+
+
+def plan_tick(
+    settings: PipelineSettings, ledgers_launched: dict[str, str], last_count_at: float | None,
+    interval_s: float,
+) -> TickPlan:  # fmt: skip
+    """Poll, then choose the batches whose ledger is due (nothing open, and a state not yet
+    written) and those with something to submit. `ledgers_launched` is what earlier ticks
+    launched, per batch; submissions are counted since `last_count_at` (else one interval)."""
+    report = poll_tick(settings)
+    store = settings.store()
+    open_batches = store.open_batches()
+    fingerprints = store.batch_fingerprints()
+    finished = {b: f for b, f in fingerprints.items() if b not in open_batches}
+    now = time.time()
+    return TickPlan(
+        report=report,
+        open_batches=len(open_batches),
+        ledger_batches={b: f for b, f in finished.items() if ledgers_launched.get(b) != f},
+        submit_batches=submittable_batches(settings),
+        finished=finished,
+        submitted_since=store.submitted_between(last_count_at or now - interval_s, now),
+        counted_at=now,
+    )

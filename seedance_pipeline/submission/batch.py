@@ -1,0 +1,79 @@
+"""A batch's submissions, as the submission assets, the sensor and the schedule see them: what to
+submit, what is submittable, and what a submission pass did."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.state.store import ACTIVE, PENDING
+from seedance_pipeline.submission.clients import open_provider_clients
+from seedance_pipeline.submission.submit import SubmitReport, start_of_utc_day, submit_pending
+
+
+async def _submit(
+    settings: PipelineSettings, batch: str, providers: list[str], run_id: str | None
+) -> dict[str, SubmitReport]:
+    store = settings.store()
+    async with AsyncExitStack() as stack:
+        clients = await open_provider_clients(settings, providers, stack)
+        reports = await asyncio.gather(
+            *(submit_pending(store, clients[p], settings, batch, run_id) for p in providers)
+        )
+    return dict(zip(providers, reports, strict=True))
+
+
+def submit_batch(
+    settings: PipelineSettings, batch: str, providers: Iterable[str], run_id: str | None = None
+) -> dict[str, SubmitReport]:
+    """Submit a batch's pending requests for these providers (those with pending work); `run_id`
+    scopes the per-run budget."""
+    store = settings.store()
+    wanted = set(providers)
+    present = sorted({r.provider for r in store.records(batch=batch, statuses=[PENDING])} & wanted)
+    if not present:
+        return {}
+    return asyncio.run(_submit(settings, batch, present, run_id))
+
+
+def submittable_batches(settings: PipelineSettings) -> list[str]:
+    """Batches with pending requests for a provider that has a free slot, while budget is left."""
+    store = settings.store()
+    if (
+        settings.daily_budget_usd is not None
+        and store.spend(start_of_utc_day()) >= settings.daily_budget_usd
+    ):
+        return []
+    active = store.active_by_provider()
+    batches: set[str] = set()
+    for provider, pending in store.pending_batches_by_provider().items():
+        limit = store.current_limit(provider, settings.in_flight_limit(provider))
+        if active.get(provider, 0) < limit:
+            batches |= pending
+    return sorted(batches)
+
+
+def submission_metadata(
+    settings: PipelineSettings, batch: str, provider: str, report: SubmitReport | None
+) -> tuple[dict[str, Any], int]:
+    """What a submission pass did and where the provider's share of the batch stands, for the
+    asset's materialisation; and how many of its requests went to the sandbox emulator."""
+    store = settings.store()
+    records = store.records(batch=batch, provider=provider)
+    sandbox = sum(1 for r in records if r.sandbox)
+    metadata: dict[str, Any] = {
+        "submitted_now": report.submitted if report else 0,
+        "finished_now": report.finished if report else 0,
+        "refused_now": report.failed if report else 0,
+        "outcome_unknown_now": report.unknown if report else 0,
+        "waiting": dict(report.waiting) if report else {},
+        "pending": sum(r.status == PENDING for r in records),
+        "in_flight": sum(r.status in ACTIVE for r in records),
+        "sandbox_requests": sandbox,
+        "in_flight_limit_now": store.current_limit(provider, settings.in_flight_limit(provider)),
+        **settings.budget_metadata(store, batch),
+    }
+    return metadata, sandbox
