@@ -369,7 +369,8 @@ def case_ledger(scale: float, repeats: int, work: Path) -> Result:
 
 
 def case_catalog(scale: float, repeats: int, work: Path) -> Result:
-    from seedance_pipeline.catalog.planning import CatalogDefaults, plan_catalog, read_catalog
+    from seedance_pipeline.catalog.planning import CatalogDefaults, plan_catalog
+    from seedance_pipeline.catalog.reading import read_catalog
 
     count = max(1000, int(100_000 * scale))
     catalog = _catalog(work / "catalog", count, distinct_images=20)

@@ -15,12 +15,8 @@ import fsspec
 import pandas as pd
 import PIL.Image
 
-from seedance_pipeline.catalog.planning import (
-    CatalogPlan,
-    catalog_base_dir,
-    plan_catalog,
-    read_catalog,
-)
+from seedance_pipeline.catalog.planning import CatalogPlan, plan_catalog
+from seedance_pipeline.catalog.reading import catalog_base_dir, read_catalog
 from seedance_pipeline.ledger.rows import (
     partition_path,
     read_partition,

@@ -8,7 +8,7 @@ import time
 import dagster as dg
 
 from seedance_pipeline.catalog.assets import batches
-from seedance_pipeline.catalog.planning import CatalogError, batch_names, read_catalog
+from seedance_pipeline.catalog.reading import CatalogError, batch_names, read_catalog
 from seedance_pipeline.jobs import catalog_job, ledger_job, submit_batch_job
 from seedance_pipeline.pipeline import catalog_digest, poll_tick, submittable_batches
 from seedance_pipeline.resources import SeedanceResource
