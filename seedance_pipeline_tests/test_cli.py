@@ -16,6 +16,7 @@ import pytest
 
 import seedance_pipeline
 from seedance_pipeline.cli import main
+from seedance_pipeline.providers import provider_names
 from seedance_pipeline_tests.conftest import ImageFactory
 
 
@@ -66,6 +67,7 @@ def test_emulator_command_serves_every_provider_on_loopback(make_image: ImageFac
                          lambda j: (f"{base}/modelark/contents/generations/tasks/{j['id']}", {}),
                          lambda j: j["status"] == "succeeded"),
         }  # fmt: skip
+        assert sorted([*calls, "segmind"]) == sorted(provider_names())  # segmind: below
         for name, (submit_url, body, status_of, done) in calls.items():
             created = httpx.post(submit_url, json=body, headers=auth)
             assert created.status_code == 200, (name, created.text)
@@ -85,7 +87,7 @@ def test_emulator_command_serves_every_provider_on_loopback(make_image: ImageFac
             timeout=30,
         )
         assert segmind.status_code == 200 and segmind.content[4:8] == b"ftyp"
-        assert len(httpx.get(f"{base}/_emulator/audit").json()) == 5
+        assert len(httpx.get(f"{base}/_emulator/audit").json()) == len(provider_names())
     finally:
         proc.terminate()
         proc.wait(timeout=10)

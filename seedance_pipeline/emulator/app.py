@@ -4,7 +4,7 @@ small admin surface under `/_emulator` (audit, faults, health) for tests and ope
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -13,27 +13,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from seedance_pipeline.emulator.aimlapi import AimlApiDialect
 from seedance_pipeline.emulator.dialect import Dialect
-from seedance_pipeline.emulator.modelark import ModelArkDialect
-from seedance_pipeline.emulator.novita import NovitaDialect
-from seedance_pipeline.emulator.segmind import SegmindDialect
 from seedance_pipeline.emulator.state import EmulatorState, Faults
-from seedance_pipeline.providers.facts import load_facts
-
-DIALECTS: dict[str, type[Dialect]] = {
-    "novita": NovitaDialect,
-    "aimlapi": AimlApiDialect,
-    "segmind": SegmindDialect,
-    "modelark": ModelArkDialect,
-}
+from seedance_pipeline.providers.facts import api_implementation, load_facts
 
 _EXPIRED = """<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"""
 
 
+def dialect_class(api: str) -> type[Dialect]:
+    """The emulated provider API: the `Dialect` of this package's module `<api>`."""
+    return cast("type[Dialect]", api_implementation("seedance_pipeline.emulator", api, Dialect))
+
+
 def build_app(state: EmulatorState) -> ASGIApp:
-    dialects = [DIALECTS[spec.api](spec, state) for spec in load_facts().providers.values()]
+    dialects = [dialect_class(spec.api)(spec, state) for spec in load_facts().providers.values()]
 
     async def video(request: Request) -> Response:
         token = request.path_params["token"].removesuffix(".mp4")

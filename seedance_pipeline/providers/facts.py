@@ -7,6 +7,7 @@ exactly one place. Prices can be overridden without touching the package by poin
 
 from __future__ import annotations
 
+import importlib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -225,6 +226,26 @@ def provider_spec(name: str) -> ProviderSpec:
     if name not in providers:
         raise KeyError(f"unknown provider {name!r}; known: {', '.join(sorted(providers))}")
     return providers[name]
+
+
+def api_implementation(package: str, api: str, base: type) -> type:
+    """The one subclass of `base` defined in the module `<package>.<api>`. A provider's `api` in
+    facts.toml names that module in the adapters' package and in the emulator's, so a new API
+    needs its two modules and no hand-written registry."""
+    module = importlib.import_module(f"{package}.{api}")
+    found = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, base)
+        and value.__module__ == module.__name__
+    ]
+    if len(found) != 1:
+        raise LookupError(
+            f"{module.__name__} defines {len(found)} {base.__name__} classes; the api {api!r} "
+            "needs exactly one"
+        )
+    return found[0]
 
 
 def nearest_ratio(width: int, height: int, ratios: list[str] | tuple[str, ...]) -> str:
