@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 from tqdm import tqdm
 
-from seedance_pipeline.catalog.planning import CatalogError
+from seedance_pipeline.catalog.reading import CatalogError
 from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.polling.tick import reconciliation_pending
 from seedance_pipeline.resources import SeedanceResource

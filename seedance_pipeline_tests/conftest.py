@@ -20,23 +20,29 @@ from PIL import Image
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
 from seedance_pipeline.providers import GenerationRequest, TaskState, adapter_for
 from seedance_pipeline.providers.client import ProviderClient, ProviderConfig, Secret
+from seedance_pipeline.providers.facts import load_facts
 from seedance_pipeline.state.store import default_state_url
 from seedance_pipeline_tests.postgres import PostgresServer, PostgresUnavailable, postgres_server
 
-# One model per provider API, small and fast for tests.
-MODELS = [
-    ("novita", "seedance-v1-lite-i2v"),
-    ("novita", "seedance-v1.5-pro-i2v"),
-    ("myrouter", "seedance-v1-lite-i2v"),
-    ("myrouter", "seedance-v1.5-pro-i2v"),
-    ("aimlapi", "bytedance/seedance-1-0-lite-i2v"),
-    ("segmind", "seedance-v1-lite-image-to-video"),
-    ("modelark", "seedance-1-0-lite-i2v-250428"),
-    ("modelark", "seedance-1-5-pro-251215"),
-]
-ASYNC_PROVIDERS = ["novita", "myrouter", "aimlapi", "modelark"]
+# Provider lists come from facts.toml, so a provider added there is tested without editing tests.
+_PROVIDERS = load_facts().providers
+# Every model of every provider, as (provider, model).
+MODELS = [(name, model) for name, spec in _PROVIDERS.items() for model in spec.models]
+# Providers whose tasks are polled: every one whose submit call does not return the video.
+ASYNC_PROVIDERS = [name for name in _PROVIDERS if not adapter_for(name).synchronous]
 # The first (cheapest) model of each provider.
-MODEL_OF = {provider: model for provider, model in reversed(MODELS)}
+MODEL_OF = {name: spec.default_model for name, spec in _PROVIDERS.items()}
+
+
+def _first_provider_of_each_api() -> list[str]:
+    first: dict[str, str] = {}
+    for name, spec in _PROVIDERS.items():
+        first.setdefault(spec.api, name)
+    return list(first.values())
+
+
+# One provider per API (myrouter speaks Novita's): where the API, not the provider, is under test.
+PROVIDER_PER_API = _first_provider_of_each_api()
 
 
 # Distinctive, so a test can prove it appears nowhere it should not.

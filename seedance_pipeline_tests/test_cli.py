@@ -1,4 +1,5 @@
-"""`seedance-pipeline emulator` as a user starts it, probed like `curl` would."""
+"""`seedance-pipeline emulator` as a user starts it, probed like `curl` would; `bench` found in the
+source checkout, or refused in one line without one."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+import seedance_pipeline
+from seedance_pipeline.cli import main
+from seedance_pipeline.providers import provider_names
 from seedance_pipeline_tests.conftest import ImageFactory
 
 
@@ -62,6 +67,7 @@ def test_emulator_command_serves_every_provider_on_loopback(make_image: ImageFac
                          lambda j: (f"{base}/modelark/contents/generations/tasks/{j['id']}", {}),
                          lambda j: j["status"] == "succeeded"),
         }  # fmt: skip
+        assert sorted([*calls, "segmind"]) == sorted(provider_names())  # segmind: below
         for name, (submit_url, body, status_of, done) in calls.items():
             created = httpx.post(submit_url, json=body, headers=auth)
             assert created.status_code == 200, (name, created.text)
@@ -81,7 +87,7 @@ def test_emulator_command_serves_every_provider_on_loopback(make_image: ImageFac
             timeout=30,
         )
         assert segmind.status_code == 200 and segmind.content[4:8] == b"ftyp"
-        assert len(httpx.get(f"{base}/_emulator/audit").json()) == 5
+        assert len(httpx.get(f"{base}/_emulator/audit").json()) == len(provider_names())
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -96,3 +102,23 @@ def test_emulator_command_refuses_a_public_address() -> None:
         timeout=30,
     )
     assert result.returncode == 2 and "only listens on loopback" in result.stderr
+
+
+def test_bench_is_loaded_from_the_source_checkout() -> None:
+    exe = Path(sys.executable).with_name("seedance-pipeline")
+    result = subprocess.run(
+        [str(exe), "bench", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "is the pipeline ever the bottleneck?" in result.stdout
+    assert all(option in result.stdout for option in ("--scale", "--repeats", "--only", "--smoke"))
+
+
+def test_bench_without_a_source_checkout_says_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    installed = tmp_path / "site-packages" / "seedance_pipeline" / "__init__.py"
+    monkeypatch.setattr(seedance_pipeline, "__file__", str(installed))
+    assert main(["bench", "--smoke"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no benchmarks/" in error and "pip install -e ." in error

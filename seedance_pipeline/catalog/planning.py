@@ -10,19 +10,16 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fsspec
-import httpx
 import pandas as pd
 
+from seedance_pipeline.catalog.images import ImageReader
+from seedance_pipeline.catalog.reading import batch_name, is_empty
 from seedance_pipeline.providers import GenerationRequest, ImageInfo, adapter_for, provider_names
-from seedance_pipeline.providers.images import ImageUnreadable, inspect_image, is_url
 from seedance_pipeline.settings import CatalogDefaults
 from seedance_pipeline.state.store import PENDING, REJECTED, RequestRecord
 
@@ -60,12 +57,6 @@ OUTPUT_FIELDS = (
     "execution_expires_after",
 )
 BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-MAX_IMAGE_DOWNLOAD = 31 * 2**20
-_BATCH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-class CatalogError(ValueError):
-    """The catalog as a whole cannot be read; the message says what to fix."""
 
 
 @dataclass
@@ -81,47 +72,6 @@ class CatalogPlan:
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.records if r.status == status)
-
-
-def read_catalog(url: str) -> pd.DataFrame:
-    """A CSV or Parquet table from a local path or any fsspec URL, all columns as text/objects."""
-    suffix = Path(url.split("?", 1)[0]).suffix.lower()
-    try:
-        with fsspec.open(url, "rb") as f:
-            if suffix in (".parquet", ".pq"):
-                frame = pd.read_parquet(f)
-            elif suffix in (".csv", ".txt", ""):
-                frame = pd.read_csv(f, dtype=str, keep_default_na=True, encoding="utf-8")
-            else:
-                raise CatalogError(
-                    f"catalog {url}: unknown format {suffix!r}; use .csv or .parquet"
-                )
-    except FileNotFoundError:
-        raise CatalogError(f"catalog {url}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise CatalogError(
-            f"catalog {url}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-        ) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
-        if isinstance(exc, CatalogError):
-            raise
-        raise CatalogError(f"catalog {url}: cannot be read as {suffix or 'CSV'} ({exc})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if "image" not in frame.columns:
-        hint = difflib.get_close_matches("image", frame.columns, n=1)
-        also = f" (is {hint[0]!r} meant to be 'image'?)" if hint else ""
-        raise CatalogError(
-            f"catalog {url}: the required column 'image' is missing{also}; columns: {list(frame.columns)}"
-        )
-    return frame
-
-
-def _empty(value: Any) -> bool:
-    return (
-        value is None
-        or (isinstance(value, float) and math.isnan(value))
-        or (isinstance(value, str) and not value.strip())
-    )
 
 
 def _integer(value: Any) -> int:
@@ -172,72 +122,6 @@ def request_id_for(
     ]
 
 
-class ImageReader:
-    """Reads image bytes once per reference (catalogs reuse images), local or over http(s)."""
-
-    def __init__(self, base_dir: Path | None, timeout_s: float = 30.0) -> None:
-        self.base_dir = base_dir
-        self.timeout_s = timeout_s
-        self._cache: dict[str, tuple[str, str, ImageInfo] | str] = {}
-
-    def resolve(self, ref: str) -> str:
-        if is_url(ref) or "://" in ref or self.base_dir is None or Path(ref).is_absolute():
-            return ref
-        return str((self.base_dir / ref).resolve())
-
-    def read(self, ref: str) -> tuple[str, str, ImageInfo] | str:
-        """(resolved reference, sha256, header info), or the reason it cannot be read."""
-        resolved = self.resolve(ref)
-        if resolved not in self._cache:
-            self._cache[resolved] = self._read(resolved)
-        return self._cache[resolved]
-
-    def _read(self, ref: str) -> tuple[str, str, ImageInfo] | str:
-        if "://" in ref and not is_url(ref):
-            return f"scheme {ref.split('://', 1)[0]}:// is not supported (use an http(s) URL or a local path)"
-        try:
-            if is_url(ref):
-                data = self._download(ref)
-            else:
-                path = Path(ref)
-                if not path.is_file():
-                    return f"file not found: {ref}"
-                data = path.read_bytes()
-            return ref, hashlib.sha256(data).hexdigest(), inspect_image(data)
-        except ImageUnreadable as exc:
-            return str(exc)
-        except httpx.TimeoutException:
-            return f"could not download {ref}: no answer within {self.timeout_s:g} s"
-        except httpx.HTTPError as exc:
-            return f"could not download {ref}: {type(exc).__name__}"
-        except OSError as exc:
-            return f"could not read {ref}: {exc.strerror or exc}"
-
-    def _download(self, url: str) -> bytes:
-        with httpx.stream("GET", url, timeout=self.timeout_s, follow_redirects=True) as response:
-            if response.status_code != 200:
-                raise ImageUnreadable(f"could not download {url}: HTTP {response.status_code}")
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_IMAGE_DOWNLOAD:
-                    raise ImageUnreadable(f"{url} is larger than {MAX_IMAGE_DOWNLOAD // 2**20} MiB")
-                chunks.append(chunk)
-            return b"".join(chunks)
-
-
-def _batch_name(value: str | None, default: str) -> str:
-    name = _BATCH_CHARS.sub("_", value.strip()).strip("_.") if value else ""
-    return name or default
-
-
-def batch_names(frame: pd.DataFrame, default: str) -> list[str]:
-    """The batches a catalog's rows name, as partitions will be called (cheap: no image is read)."""
-    values = frame["batch"] if "batch" in frame.columns else [None] * len(frame)
-    texts = (v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values)
-    return sorted({_batch_name(None if _empty(v) else str(v), default) for v in texts})
-
-
 def plan_row(
     index: int,
     row: Mapping[Any, Any],
@@ -250,7 +134,7 @@ def plan_row(
     values: dict[str, Any] = {}
     for column in COLUMNS:
         raw = row.get(column)
-        if _empty(raw):
+        if is_empty(raw):
             values[column] = getattr(defaults, column, None)
             continue
         if isinstance(raw, bytes):  # Parquet byte strings
@@ -270,7 +154,7 @@ def plan_row(
             problems.append(f"{column}: {raw!r} is not valid ({exc})")
             values[column] = None
     provider = values["provider"]
-    batch = _batch_name(values["batch"], defaults.batch)
+    batch = batch_name(values["batch"], defaults.batch)
     image_id = values["image_id"] or (
         Path(str(values["image"])).stem if values["image"] else f"row-{index + 1}"
     )
@@ -377,10 +261,3 @@ def plan_catalog(
     return CatalogPlan(
         list(records.values()), rows=len(frame), duplicates=duplicates, warnings=warnings
     )
-
-
-def catalog_base_dir(url: str) -> Path | None:
-    """Relative image paths are read relative to a local catalog's folder."""
-    if "://" in url and not url.startswith("file://"):
-        return None
-    return Path(url.removeprefix("file://")).resolve().parent

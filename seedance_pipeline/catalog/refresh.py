@@ -3,34 +3,19 @@ progress, and the rows that cannot be sent are written out with every reason."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
-import fsspec
 import pandas as pd
 
-from seedance_pipeline.catalog.planning import (
-    CatalogPlan,
-    catalog_base_dir,
-    plan_catalog,
-    read_catalog,
-)
+from seedance_pipeline.catalog.planning import CatalogPlan, plan_catalog
+from seedance_pipeline.catalog.reading import catalog_base_dir, read_catalog
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.store import REJECTED
 
 log = logging.getLogger(__name__)
 
 REJECTED_COLUMNS = ["catalog_row", "batch", "image_id", "provider", "model", "image", "reasons"]
-
-
-def catalog_digest(url: str) -> str:
-    """sha256 of the catalog file's bytes: how the catalog sensor notices a change."""
-    digest = hashlib.sha256()
-    with fsspec.open(url, "rb") as f:
-        for chunk in iter(lambda: f.read(2**20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def refresh_catalog(settings: PipelineSettings) -> CatalogPlan:

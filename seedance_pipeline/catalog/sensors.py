@@ -3,8 +3,12 @@ batches. Its ticks name the batches, or say why they skipped."""
 
 import dagster as dg
 
-from seedance_pipeline.catalog.planning import CatalogError, batch_names, read_catalog
-from seedance_pipeline.catalog.refresh import catalog_digest
+from seedance_pipeline.catalog.reading import (
+    CatalogError,
+    batch_names,
+    catalog_digest,
+    read_catalog,
+)
 from seedance_pipeline.jobs import catalog_job
 from seedance_pipeline.partitions import batches
 from seedance_pipeline.resources import SeedanceResource

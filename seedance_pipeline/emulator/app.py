@@ -21,6 +21,7 @@ from seedance_pipeline.emulator.segmind import SegmindDialect
 from seedance_pipeline.emulator.state import EmulatorState, Faults
 from seedance_pipeline.providers.facts import load_facts
 
+# One dialect per provider API (the `api` of a provider in facts.toml), as in providers.ADAPTERS.
 DIALECTS: dict[str, type[Dialect]] = {
     "novita": NovitaDialect,
     "aimlapi": AimlApiDialect,
@@ -32,8 +33,13 @@ _EXPIRED = """<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"""
 
 
+def dialect_class(api: str) -> type[Dialect]:
+    """The emulated provider API (`api` in facts.toml)."""
+    return DIALECTS[api]
+
+
 def build_app(state: EmulatorState) -> ASGIApp:
-    dialects = [DIALECTS[spec.api](spec, state) for spec in load_facts().providers.values()]
+    dialects = [dialect_class(spec.api)(spec, state) for spec in load_facts().providers.values()]
 
     async def video(request: Request) -> Response:
         token = request.path_params["token"].removesuffix(".mp4")

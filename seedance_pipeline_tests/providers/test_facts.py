@@ -11,7 +11,6 @@ from seedance_pipeline.providers.facts import load_facts
 
 
 def test_every_provider_has_models_and_a_dated_sourced_price_for_each() -> None:
-    assert provider_names() == ["novita", "myrouter", "aimlapi", "segmind", "modelark"]
     for spec in load_facts().providers.values():
         assert spec.models
         for model_id in spec.models:
@@ -27,7 +26,7 @@ def test_myrouter_mirrors_novitas_models_at_its_own_base_url() -> None:
 
 
 def test_unknown_providers_say_which_exist() -> None:
-    with pytest.raises(KeyError, match="known: aimlapi, modelark, myrouter, novita, segmind"):
+    with pytest.raises(KeyError, match=f"known: {', '.join(sorted(provider_names()))}"):
         adapter_for("runway")
 
 

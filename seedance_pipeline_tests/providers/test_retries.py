@@ -10,7 +10,14 @@ import pytest
 from seedance_pipeline.emulator import EmulatorServer, Faults
 from seedance_pipeline.providers import ErrorKind, GenerationRequest, ProviderError, TaskStatus
 from seedance_pipeline.providers.client import RetryPolicy
-from seedance_pipeline_tests.conftest import MODEL_OF, ImageFactory, client_for, run, run_to_end
+from seedance_pipeline_tests.conftest import (
+    MODEL_OF,
+    PROVIDER_PER_API,
+    ImageFactory,
+    client_for,
+    run,
+    run_to_end,
+)
 
 FAST = RetryPolicy(attempts=5, base_s=0.01, cap_s=0.05, retry_after_cap_s=0.3)
 
@@ -31,7 +38,7 @@ def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
     assert policy.delay(1, 3600.0, rng) == 30  # ...up to its cap
 
 
-@pytest.mark.parametrize("provider", ["novita", "aimlapi", "segmind", "modelark"])
+@pytest.mark.parametrize("provider", PROVIDER_PER_API)
 def test_a_429_burst_is_ridden_out_and_reported_to_the_limiter(
     emulator: EmulatorServer, make_image: ImageFactory, provider: str
 ) -> None:
