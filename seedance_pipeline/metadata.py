@@ -1,4 +1,4 @@
-"""Small helpers for Dagster metadata that several stages show."""
+"""Small helpers for what several stages show in the Dagster UI (metadata, tick messages)."""
 
 import dagster as dg
 
@@ -8,3 +8,9 @@ def link(url: str) -> dg.MetadataValue:
     if "://" in url and not url.startswith("file://"):
         return dg.MetadataValue.url(url)
     return dg.MetadataValue.path(url.removeprefix("file://"))
+
+
+def short_list(items: list[str], most: int = 10) -> str:
+    """`a, b, c and 4 more` for a tick message; `none` for nothing."""
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "") or "none"

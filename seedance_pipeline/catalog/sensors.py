@@ -10,15 +10,11 @@ from seedance_pipeline.catalog.reading import (
     read_catalog,
 )
 from seedance_pipeline.jobs import catalog_job
+from seedance_pipeline.metadata import short_list
 from seedance_pipeline.partitions import batches
 from seedance_pipeline.resources import SeedanceResource
 
 CATALOG_INTERVAL_S = 30
-
-
-def _names(items: list[str], most: int = 10) -> str:
-    shown = ", ".join(items[:most])
-    return shown + (f" and {len(items) - most} more" if len(items) > most else "") or "none"
 
 
 @dg.sensor(
@@ -44,7 +40,7 @@ def catalog_sensor(
     if digest == context.cursor:
         return dg.SkipReason(
             f"catalog unchanged (sha256 {digest[:12]}); {len(registered)} batches registered: "
-            f"{_names(registered)}"
+            f"{short_list(registered)}"
         )
     try:  # the batch column only: cheap, and a broken catalog is reported here, not by a failed run
         named = batch_names(read_catalog(settings.catalog), settings.defaults.batch)
@@ -53,6 +49,6 @@ def catalog_sensor(
     new = [b for b in named if b not in registered]
     context.log.info(
         f"catalog changed (sha256 {digest[:12]}): launched catalog_job to validate it and register "
-        f"its {len(named)} batches: {_names(named)} (new: {_names(new)})"
+        f"its {len(named)} batches: {short_list(named)} (new: {short_list(new)})"
     )
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"catalog:{digest}")], cursor=digest)

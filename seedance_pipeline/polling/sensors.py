@@ -7,6 +7,7 @@ import json
 import dagster as dg
 
 from seedance_pipeline.jobs import ledger_job, submit_batch_job
+from seedance_pipeline.metadata import short_list
 from seedance_pipeline.polling.tick import plan_tick
 from seedance_pipeline.resources import SeedanceResource
 
@@ -17,11 +18,6 @@ ACTIVE_RUNS = [
     dg.DagsterRunStatus.STARTED,
 ]
 TASK_INTERVAL_S = 15
-
-
-def _names(items: list[str], most: int = 10) -> str:
-    shown = ", ".join(items[:most])
-    return shown + (f" and {len(items) - most} more" if len(items) > most else "") or "none"
 
 
 def _running(context: dg.SensorEvaluationContext, job: str, batch: str) -> bool:
@@ -75,7 +71,7 @@ def task_sensor(
     ]
     cursor = json.dumps({"at": plan.counted_at, "ledgers": plan.finished})
     launched = "; ".join(
-        f"launched {job} for {_names(names)}"
+        f"launched {job} for {short_list(names)}"
         for job, names in (
             (ledger_job.name, ledger_batches),
             (submit_batch_job.name, submit_batches),
