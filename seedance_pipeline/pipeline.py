@@ -36,16 +36,12 @@ from seedance_pipeline.reports.frames import first_and_last_frames
 from seedance_pipeline.reports.publish import ReportUrls, report_urls, write_png
 from seedance_pipeline.sandbox import ensure_sandbox
 from seedance_pipeline.settings import PipelineSettings
-from seedance_pipeline.state.store import (
-    FETCHING,
-    IN_FLIGHT,
-    PENDING,
-    UNKNOWN,
-    StateStore,
-)
+from seedance_pipeline.state.claims import start_of_utc_day
+from seedance_pipeline.state.lifecycle import RequestStatus
+from seedance_pipeline.state.store import StateStore
 from seedance_pipeline.submission.budget import enforce_daily_budget
 from seedance_pipeline.submission.reconcile import awaiting, reconcile_unknown
-from seedance_pipeline.submission.submit import SubmitReport, start_of_utc_day, submit_pending
+from seedance_pipeline.submission.submit import SubmitReport, submit_pending
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +98,9 @@ def submit_batch(
     scopes the per-run budget."""
     store = settings.store()
     wanted = set(providers)
-    present = sorted({r.provider for r in store.records(batch=batch, statuses=[PENDING])} & wanted)
+    present = sorted(
+        {r.provider for r in store.records(batch=batch, statuses=[RequestStatus.PENDING])} & wanted
+    )
     if not present:
         return {}
     return asyncio.run(_submit(settings, batch, present, run_id))
@@ -111,7 +109,9 @@ def submit_batch(
 async def _poll(settings: PipelineSettings, store: StateStore, providers: list[str]) -> PollReport:
     async with AsyncExitStack() as stack:
         clients = await open_clients(connections(settings, providers), stack)
-        for provider in {r.provider for r in store.records(statuses=[UNKNOWN])} & set(providers):
+        for provider in {r.provider for r in store.records(statuses=[RequestStatus.UNKNOWN])} & set(
+            providers
+        ):
             try:
                 await reconcile_unknown(store, clients[provider])
             except ProviderError as error:  # the list call failed: try again next tick
@@ -129,7 +129,14 @@ def poll_tick(settings: PipelineSettings) -> PollReport:
         log.error(
             "%d submissions had no answer when their process stopped; flagged unknown", len(flagged)
         )
-    providers = sorted({r.provider for r in store.records(statuses=[IN_FLIGHT, FETCHING, UNKNOWN])})
+    providers = sorted(
+        {
+            r.provider
+            for r in store.records(
+                statuses=[RequestStatus.IN_FLIGHT, RequestStatus.FETCHING, RequestStatus.UNKNOWN]
+            )
+        }
+    )
     if not providers:
         return PollReport()
     return asyncio.run(_poll(settings, store, providers))
@@ -201,6 +208,6 @@ def submittable_batches(settings: PipelineSettings, store: StateStore) -> list[s
 def reconciliation_pending(settings: PipelineSettings) -> int:
     """Unknown outcomes that the next ticks may still settle from a provider's task list."""
     store = settings.store()
-    providers = {r.provider for r in store.records(statuses=[UNKNOWN])}
+    providers = {r.provider for r in store.records(statuses=[RequestStatus.UNKNOWN])}
     configs = {p: ProviderConfig.from_env(adapter_for(p)) for p in providers}
     return awaiting(store, configs)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from seedance_pipeline.catalog.planning import CatalogDefaults
 from seedance_pipeline.providers.facts import load_facts
-from seedance_pipeline.state.store import SpendCap, StateStore, default_state_url
+from seedance_pipeline.state.claims import SpendCap, start_of_utc_day
+from seedance_pipeline.state.schema import default_state_url
+from seedance_pipeline.state.store import StateStore
 from seedance_pipeline.storage import absolute, refuse_credentials, sibling
 
 SANDBOX_URL_ENV = "SEEDANCE_SANDBOX_URL"
@@ -65,8 +67,6 @@ class PipelineSettings:
 
     def budget_metadata(self, store: StateStore, batch: str | None = None) -> dict[str, float]:
         """Spend so far and budget left, for materialisation metadata and the headless summary."""
-        from seedance_pipeline.submission.submit import start_of_utc_day
-
         spent = store.spend(start_of_utc_day())
         values = {"spent_today_usd": round(spent, 6)}
         if self.daily_budget_usd is not None:

@@ -20,7 +20,7 @@ from PIL import Image
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
 from seedance_pipeline.providers import GenerationRequest, TaskState, adapter_for
 from seedance_pipeline.providers.client import ProviderClient, ProviderConfig, Secret
-from seedance_pipeline.state.store import default_state_url
+from seedance_pipeline.state.schema import default_state_url
 from seedance_pipeline_tests.postgres import PostgresServer, PostgresUnavailable, postgres_server
 
 # One model per provider API, small and fast for tests.

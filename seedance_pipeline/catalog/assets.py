@@ -8,7 +8,7 @@ import pandas as pd
 
 from seedance_pipeline.pipeline import refresh_catalog
 from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline.state.store import REJECTED
+from seedance_pipeline.state.lifecycle import RequestStatus
 
 batches = dg.DynamicPartitionsDefinition(name="batches")
 
@@ -40,8 +40,8 @@ def image_catalog(
             "rows": plan.rows,
             "requests": len(plan.records),
             "duplicate_rows_collapsed": plan.duplicates,
-            "valid": by_status.get("pending", 0),
-            "rejected": by_status.get(REJECTED, 0),
+            "valid": by_status.get(RequestStatus.PENDING, 0),
+            "rejected": by_status.get(RequestStatus.REJECTED, 0),
             "batches": dg.MetadataValue.json(plan.batches),
             "new_batches": dg.MetadataValue.json(new),
             "warnings": dg.MetadataValue.json(plan.warnings),
@@ -61,7 +61,7 @@ def image_catalog(
 )
 def rejected_rows(seedance: SeedanceResource) -> dg.MaterializeResult:
     settings = seedance.settings()
-    rejected = settings.store().records(statuses=[REJECTED])
+    rejected = settings.store().records(statuses=[RequestStatus.REJECTED])
     frame = pd.DataFrame(
         [
             {

@@ -23,7 +23,8 @@ import pandas as pd
 
 from seedance_pipeline.providers import GenerationRequest, ImageInfo, adapter_for, provider_names
 from seedance_pipeline.providers.images import ImageUnreadable, inspect_image, is_url
-from seedance_pipeline.state.store import PENDING, REJECTED, RequestRecord
+from seedance_pipeline.state.lifecycle import RequestStatus
+from seedance_pipeline.state.store import RequestRecord
 
 COLUMNS = (
     "image",
@@ -349,7 +350,7 @@ def plan_row(
         provider=request.provider,
         model=request.model,
         request=asdict(request),
-        status=REJECTED if problems else PENDING,
+        status=RequestStatus.REJECTED if problems else RequestStatus.PENDING,
         image_sha256=digests["image"],
         image_width=first_info.width if first_info else None,
         image_height=first_info.height if first_info else None,

@@ -6,7 +6,7 @@ from seedance_pipeline.catalog.assets import batches, image_catalog
 from seedance_pipeline.pipeline import submit_batch
 from seedance_pipeline.providers import provider_names
 from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline.state.store import ACTIVE, PENDING
+from seedance_pipeline.state.lifecycle import ACTIVE, RequestStatus
 
 
 def submission_asset(provider: str) -> dg.AssetsDefinition:
@@ -49,7 +49,7 @@ def submission_asset(provider: str) -> dg.AssetsDefinition:
                 "refused_now": report.failed if report else 0,
                 "outcome_unknown_now": report.unknown if report else 0,
                 "waiting": dg.MetadataValue.json(dict(report.waiting) if report else {}),
-                "pending": sum(r.status == PENDING for r in records),
+                "pending": sum(r.status == RequestStatus.PENDING for r in records),
                 "in_flight": sum(r.status in ACTIVE for r in records),
                 "sandbox_requests": len(sandbox),
                 "in_flight_limit_now": store.current_limit(
