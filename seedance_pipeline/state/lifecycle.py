@@ -30,6 +30,7 @@ ACTIVE = (_S.SUBMITTING, _S.IN_FLIGHT, _S.FETCHING)  # not finished on our side
 # our copy of the video is under way) no longer holds one of its slots, so the slot is refilled
 # without waiting for the download.
 AT_PROVIDER = (_S.SUBMITTING, _S.IN_FLIGHT)
+# Nothing more happens to these unaided (unknown waits for reconciliation or an operator).
 TERMINAL = (_S.SUCCEEDED, _S.FAILED, _S.REJECTED, _S.EXPIRED, _S.CANCELLED, _S.UNKNOWN)
 SETTLED = (_S.SUCCEEDED, _S.FAILED, _S.REJECTED, _S.EXPIRED, _S.CANCELLED)  # their cost is known
 RESERVED = (*ACTIVE, _S.UNKNOWN)  # their estimate counts against budgets
@@ -58,7 +59,8 @@ def check_move(sources: tuple[RequestStatus | None, ...], target: RequestStatus)
     """Raise IllegalMove unless the table allows `target` from every one of `sources`."""
     refused = [s for s in sources if target not in ALLOWED.get(s, frozenset())]
     if None in refused:
-        raise IllegalMove(f"a request may enter the store as pending or rejected, not {target}")
+        entries = " or ".join(sorted(ALLOWED[None]))
+        raise IllegalMove(f"a request may enter the store as {entries}, not {target}")
     if refused:
         shown = ", ".join(str(s) for s in refused)
         raise IllegalMove(f"a request may not move from {shown} to {target}")

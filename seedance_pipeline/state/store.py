@@ -217,11 +217,21 @@ class StateStore:
         """Make a named move from any of its sources, setting `values`, with its detail (and
         `reason`, if given) in the transition row. False (nothing written) when the request is in
         none of the move's sources; IllegalMove when `to` is not one of its targets."""
-        detail = f"{move.detail}: {reason}" if reason else move.detail
+        move.target(to)  # an illegal target raises before the transaction opens
         with self._tx() as conn:
-            return self._transition(
-                conn, request_id, move.sources, move.target(to), detail, **values
-            )
+            return self._move(conn, request_id, move, to, reason, **values)
+
+    def _move(
+        self,
+        conn: Connection,
+        request_id: str,
+        move: Move,
+        to: RequestStatus | None = None,
+        reason: str | None = None,
+        **values: Any,
+    ) -> bool:
+        detail = f"{move.detail}: {reason}" if reason else move.detail
+        return self._transition(conn, request_id, move.sources, move.target(to), detail, **values)
 
     def transition(
         self,
@@ -285,13 +295,10 @@ class StateStore:
             wait = claims.why_wait(conn, provider, max_in_flight, reservation_usd, caps)
             if wait is not None:
                 return wait
-            move = Move.CLAIM
-            moved = self._transition(
+            moved = self._move(
                 conn,
                 request_id,
-                move.sources,
-                move.target(),
-                move.detail,
+                Move.CLAIM,
                 submitted_at=time.time(),
                 sandbox=sandbox,
                 error_message=None,
