@@ -4,8 +4,12 @@ when these move in the package only this module changes."""
 from seedance_pipeline.catalog.refresh import refresh_catalog
 from seedance_pipeline.ledger.write import write_batch_ledger
 from seedance_pipeline.polling.tick import poll_tick
-from seedance_pipeline.state.store import PENDING, SUCCEEDED, RequestRecord
+from seedance_pipeline.state.lifecycle import RequestStatus
+from seedance_pipeline.state.schema import requests_table
+from seedance_pipeline.state.store import RequestRecord
 from seedance_pipeline.submission.batch import submit_batch
+
+PENDING, SUCCEEDED = RequestStatus.PENDING, RequestStatus.SUCCEEDED
 
 __all__ = [
     "PENDING",
@@ -13,6 +17,7 @@ __all__ = [
     "RequestRecord",
     "poll_tick",
     "refresh_catalog",
+    "requests_table",
     "submit_batch",
     "write_batch_ledger",
 ]

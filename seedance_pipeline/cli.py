@@ -56,11 +56,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resolve_unknown(args: argparse.Namespace) -> int:
-    from seedance_pipeline.state.store import FAILED, IN_FLIGHT, PENDING, UNKNOWN
+    from seedance_pipeline.state.lifecycle import Move, RequestStatus
 
     store = settings_from(data_dir=args.data_dir, state_url=args.state_url).store()
     if args.request_id is None:
-        for unknown in store.records(statuses=[UNKNOWN]):
+        for unknown in store.records(statuses=[RequestStatus.UNKNOWN]):
             print(
                 f"{unknown.request_id}  {unknown.provider:9s} {unknown.batch:16s} {unknown.image_id}  {unknown.error_message}"
             )
@@ -80,19 +80,13 @@ def _resolve_unknown(args: argparse.Namespace) -> int:
                   "use --resubmit or --abandon", file=sys.stderr)  # fmt: skip
             return 2
     if args.task_id:
-        moved = store.transition(
-            args.request_id, UNKNOWN, IN_FLIGHT, "operator: adopted task", task_id=args.task_id
-        )
+        moved = store.move(args.request_id, Move.OPERATOR_ADOPT, task_id=args.task_id)
     elif args.resubmit:
-        moved = store.transition(
-            args.request_id, UNKNOWN, PENDING, "operator: resubmit", submitted_at=None
-        )
+        moved = store.move(args.request_id, Move.OPERATOR_RESUBMIT, submitted_at=None)
     else:
-        moved = store.transition(
+        moved = store.move(
             args.request_id,
-            UNKNOWN,
-            FAILED,
-            "operator: abandoned",
+            Move.OPERATOR_ABANDON,
             cost_usd=0.0,
             error_message="abandoned by an operator after an unknown submission outcome",
         )

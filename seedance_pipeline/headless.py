@@ -19,8 +19,9 @@ from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.polling.tick import reconciliation_pending
 from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.settings import PipelineSettings
-from seedance_pipeline.state.store import ACTIVE, OPEN, PENDING, TERMINAL, StateStore
-from seedance_pipeline.submission.submit import start_of_utc_day
+from seedance_pipeline.state.claims import start_of_utc_day
+from seedance_pipeline.state.lifecycle import ACTIVE, OPEN, TERMINAL, RequestStatus
+from seedance_pipeline.state.store import StateStore
 
 
 class CannotProceed(RuntimeError):
@@ -60,8 +61,12 @@ class RunSummary:
 def _stuck_reason(store: StateStore, settings: PipelineSettings) -> str:
     """Why pending requests are not going out: the last refusal recorded, or the budget."""
     reasons: Counter[str] = Counter()
-    for record in store.records(statuses=[PENDING]):
-        details = [d for _, to, d in store.transitions(record.request_id) if to == PENDING and d]
+    for record in store.records(statuses=[RequestStatus.PENDING]):
+        details = [
+            d
+            for _, to, d in store.transitions(record.request_id)
+            if to == RequestStatus.PENDING and d
+        ]
         if details and details[-1].startswith("back to pending"):
             reasons[details[-1]] += 1
     if reasons:
@@ -176,10 +181,12 @@ def run_headless(
                 break
             # Pending work but nothing in flight after a tick's submissions: something refuses them.
             active = sum(counts.get(status, 0) for status in ACTIVE)
-            idle_ticks = idle_ticks + 1 if active == 0 and counts.get(PENDING, 0) else 0
+            idle_ticks = (
+                idle_ticks + 1 if active == 0 and counts.get(RequestStatus.PENDING, 0) else 0
+            )
             if idle_ticks >= 3:
                 raise CannotProceed(
-                    f"{counts.get(PENDING, 0)} requests cannot be submitted now: {_stuck_reason(store, settings)}. "
+                    f"{counts.get(RequestStatus.PENDING, 0)} requests cannot be submitted now: {_stuck_reason(store, settings)}. "
                     "Fix the cause (API key, credit, budget: --daily-budget-usd) and run again; "
                     "nothing already submitted will be submitted twice."
                 )
@@ -194,9 +201,13 @@ def run_headless(
     records = store.records()
     submitted = sum(1 for r in records if r.submitted_at) - audit_before
     return RunSummary(
-        counts=dict(Counter("pending" if r.status in OPEN else r.status for r in records)),
+        counts=dict(
+            Counter(RequestStatus.PENDING if r.status in OPEN else r.status for r in records)
+        ),
         cost_usd=sum(r.cost_usd or 0.0 for r in records),
-        cost_usd_estimated=sum(r.cost_usd_estimated for r in records if r.status != "rejected"),
+        cost_usd_estimated=sum(
+            r.cost_usd_estimated for r in records if r.status != RequestStatus.REJECTED
+        ),
         spent_today_usd=store.spend(start_of_utc_day()),
         daily_budget_usd=settings.daily_budget_usd,
         ledger_path=settings.ledger,

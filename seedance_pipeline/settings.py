@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from seedance_pipeline.providers.facts import load_facts
-from seedance_pipeline.state.store import SpendCap, StateStore, default_state_url
+from seedance_pipeline.state.claims import SpendCap, start_of_utc_day
+from seedance_pipeline.state.schema import default_state_url
+from seedance_pipeline.state.store import StateStore
 from seedance_pipeline.storage import absolute, refuse_credentials, sibling
 
-REPO_DATA = (
-    Path(__file__).resolve().parents[1] / "data"
-)  # the bundled sample catalog and its outputs
+# The bundled sample catalog, and where its outputs go by default.
+REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 
 # The non-secret environment variables that move a setting (`dagster dev`, runs, sensors and the
 # headless command all read them). The state URL may carry a password: it is read when the store
@@ -123,8 +124,6 @@ class PipelineSettings:
 
     def budget_metadata(self, store: StateStore, batch: str | None = None) -> dict[str, float]:
         """Spend so far and budget left, for materialisation metadata and the headless summary."""
-        from seedance_pipeline.submission.submit import start_of_utc_day
-
         spent = store.spend(start_of_utc_day())
         values = {"spent_today_usd": round(spent, 6)}
         if self.daily_budget_usd is not None:

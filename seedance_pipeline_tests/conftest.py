@@ -21,7 +21,7 @@ from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
 from seedance_pipeline.providers import GenerationRequest, TaskState, adapter_for
 from seedance_pipeline.providers.client import ProviderClient, ProviderConfig, Secret
 from seedance_pipeline.providers.facts import load_facts
-from seedance_pipeline.state.store import default_state_url
+from seedance_pipeline.state.schema import default_state_url
 from seedance_pipeline_tests.postgres import PostgresServer, PostgresUnavailable, postgres_server
 
 # Provider lists come from facts.toml, so a provider added there is tested without editing tests.

@@ -1,7 +1,5 @@
 """Dagster assets for the catalog: the planned requests, and the rows that were rejected."""
 
-from collections import Counter
-
 import dagster as dg
 
 from seedance_pipeline.catalog.refresh import refresh_catalog, write_rejected_rows
@@ -29,15 +27,14 @@ def image_catalog(
         context.instance.add_dynamic_partitions(batches.name, new)
     for warning in plan.warnings:
         context.log.warning(f"catalog: {warning}")
-    by_status = Counter(r.status for r in plan.records)
     return dg.MaterializeResult(
         metadata={
             "catalog": settings.catalog,
             "rows": plan.rows,
             "requests": len(plan.records),
             "duplicate_rows_collapsed": plan.duplicates,
-            "valid": by_status.get("pending", 0),
-            "rejected": by_status.get("rejected", 0),
+            "valid": plan.valid,
+            "rejected": plan.rejected,
             "batches": dg.MetadataValue.json(plan.batches),
             "new_batches": dg.MetadataValue.json(new),
             "warnings": dg.MetadataValue.json(plan.warnings),

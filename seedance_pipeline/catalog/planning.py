@@ -21,7 +21,8 @@ from seedance_pipeline.catalog.images import ImageReader
 from seedance_pipeline.catalog.reading import batch_name, is_empty
 from seedance_pipeline.providers import GenerationRequest, ImageInfo, adapter_for, provider_names
 from seedance_pipeline.settings import CatalogDefaults
-from seedance_pipeline.state.store import PENDING, REJECTED, RequestRecord
+from seedance_pipeline.state.lifecycle import RequestStatus
+from seedance_pipeline.state.store import RequestRecord
 
 COLUMNS = (
     "image",
@@ -72,6 +73,14 @@ class CatalogPlan:
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.records if r.status == status)
+
+    @property
+    def valid(self) -> int:
+        return self.count(RequestStatus.PENDING)
+
+    @property
+    def rejected(self) -> int:
+        return self.count(RequestStatus.REJECTED)
 
 
 def _integer(value: Any) -> int:
@@ -217,7 +226,7 @@ def plan_row(
         provider=request.provider,
         model=request.model,
         request=asdict(request),
-        status=REJECTED if problems else PENDING,
+        status=RequestStatus.REJECTED if problems else RequestStatus.PENDING,
         image_sha256=digests["image"],
         image_width=first_info.width if first_info else None,
         image_height=first_info.height if first_info else None,

@@ -11,7 +11,7 @@ import pandas as pd
 from seedance_pipeline.catalog.planning import CatalogPlan, plan_catalog
 from seedance_pipeline.catalog.reading import catalog_base_dir, read_catalog
 from seedance_pipeline.settings import PipelineSettings
-from seedance_pipeline.state.store import REJECTED
+from seedance_pipeline.state.lifecycle import RequestStatus
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +25,13 @@ def refresh_catalog(settings: PipelineSettings) -> CatalogPlan:
     plan = plan_catalog(frame, settings.defaults, catalog_base_dir(settings.catalog))
     store = settings.store()
     store.add_new(plan.records)
-    flagged = store.flag_stale_submissions(settings.stale_submission_s)
-    if flagged:
-        log.error(
-            "%d submissions had no answer when their process stopped; flagged unknown", len(flagged)
-        )
+    store.flag_stale_submissions(settings.stale_submission_s)
     return plan
 
 
 def write_rejected_rows(settings: PipelineSettings) -> tuple[pd.DataFrame, str]:
     """Every rejected row of the store, with its reasons, at `<data dir>/rejected_rows.parquet`."""
-    rejected = settings.store().records(statuses=[REJECTED])
+    rejected = settings.store().records(statuses=[RequestStatus.REJECTED])
     frame = pd.DataFrame(
         [
             {

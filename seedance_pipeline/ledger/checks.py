@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from seedance_pipeline.providers import ErrorKind
 from seedance_pipeline.storage.videos import file_sha256
 
 CHECK_DESCRIPTIONS = {
@@ -32,7 +33,7 @@ def ledger_checks(
 ) -> list[CheckOutcome]:
     ids = list(written["request_id"])
     succeeded = written["status"] == "succeeded"
-    lost_mask = succeeded & (written["error_kind"] == "video_lost")
+    lost_mask = succeeded & (written["error_kind"] == ErrorKind.VIDEO_LOST)
     lost, kept = written[lost_mask], written[succeeded & ~lost_mask]
     unverified = [
         row.request_id

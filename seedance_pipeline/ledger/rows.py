@@ -20,7 +20,9 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from seedance_pipeline.providers.facts import load_facts
-from seedance_pipeline.state.store import OPEN, RequestRecord, StateStore, stored_arrow
+from seedance_pipeline.state.arrow import stored_arrow
+from seedance_pipeline.state.lifecycle import OPEN
+from seedance_pipeline.state.store import RequestRecord, StateStore
 from seedance_pipeline.storage import absolute, is_local, local_path, replacing, write_bytes_atomic
 
 SCHEMA = pa.schema(

@@ -26,23 +26,18 @@ from seedance_pipeline.providers import (
 )
 from seedance_pipeline.providers.client import ProviderClient, tls_context
 from seedance_pipeline.settings import PipelineSettings
-from seedance_pipeline.state.store import (
-    CANCELLED,
-    EXPIRED,
-    FAILED,
-    FETCHING,
-    IN_FLIGHT,
-    SUCCEEDED,
-    UNKNOWN,
-    RequestRecord,
-    StateStore,
-)
+from seedance_pipeline.state.lifecycle import Move, RequestStatus
+from seedance_pipeline.state.store import RequestRecord, StateStore
 from seedance_pipeline.storage.videos import VideoLost, download
 from seedance_pipeline.submission.submit import video_destination
 
 log = logging.getLogger(__name__)
 
-ENDINGS = {TaskStatus.FAILED: FAILED, TaskStatus.EXPIRED: EXPIRED, TaskStatus.CANCELLED: CANCELLED}
+ENDINGS = {
+    TaskStatus.FAILED: RequestStatus.FAILED,
+    TaskStatus.EXPIRED: RequestStatus.EXPIRED,
+    TaskStatus.CANCELLED: RequestStatus.CANCELLED,
+}
 
 
 @dataclass
@@ -72,7 +67,9 @@ async def poll_once(
     report = PollReport()
     records = [
         r
-        for r in store.records(statuses=[IN_FLIGHT, FETCHING], order_by_poll=True)
+        for r in store.records(
+            statuses=[RequestStatus.IN_FLIGHT, RequestStatus.FETCHING], order_by_poll=True
+        )
         if r.provider in clients
     ]
     gate = asyncio.Semaphore(max(1, settings.poll_concurrency))
@@ -127,7 +124,7 @@ def _not_found(
     """A task the provider says it does not know. A wrong base URL says that of every task, so a
     paid (`fetching`) one is never failed for it, and an in-flight one only after a grace period,
     and then as `unknown` for an operator: it may have run and billed."""
-    if record.status == FETCHING:
+    if record.status == RequestStatus.FETCHING:
         log.error(
             "task %s reported succeeded earlier but is now not found: %s", record.task_id, error
         )
@@ -141,8 +138,7 @@ def _not_found(
             error,
         )
         return
-    store.transition(record.request_id, IN_FLIGHT, UNKNOWN, "task not found at the provider",
-                     error_kind=str(error.kind), error_message=str(error))  # fmt: skip
+    store.move(record.request_id, Move.NOT_FOUND, error_kind=error.kind, error_message=str(error))
 
 
 async def _advance(
@@ -168,19 +164,18 @@ async def _advance(
     now = time.time()
     if state.status in ENDINGS:
         error = state.error
-        if store.transition(record.request_id, (IN_FLIGHT, FETCHING), ENDINGS[state.status], "task ended",
-                            error_kind=str(error.kind) if error else None,
-                            error_message=error.message if error else None,
-                            cost_usd=cost.usd, tokens=cost.tokens, completed_at=now):  # fmt: skip
+        if store.move(record.request_id, Move.TASK_ENDED, to=ENDINGS[state.status],
+                      error_kind=error.kind if error else None,
+                      error_message=error.message if error else None,
+                      cost_usd=cost.usd, tokens=cost.tokens, completed_at=now):  # fmt: skip
             report.finished += 1
             report.by_outcome[ENDINGS[state.status]] = (
                 report.by_outcome.get(ENDINGS[state.status], 0) + 1
             )
         return
     # Succeeded: note what the provider said first, then copy the video.
-    store.transition(record.request_id, (IN_FLIGHT, FETCHING), FETCHING, "provider reports success",
-                     video_url=state.video_url, seed_used=state.seed_used, tokens=cost.tokens,
-                     cost_usd=cost.usd)  # fmt: skip
+    store.move(record.request_id, Move.PROVIDER_SUCCEEDED, video_url=state.video_url,
+               seed_used=state.seed_used, tokens=cost.tokens, cost_usd=cost.usd)  # fmt: skip
     try:
         try:
             kept = await download(http, state.video_url or "", video_destination(settings, record))
@@ -194,8 +189,8 @@ async def _advance(
             "" if adapter.spec.refreshes_video_url else "; the provider offers no fresh URL"
         )
         reason = f"paid video lost: {exc}{no_refresh}"
-        store.transition(record.request_id, FETCHING, SUCCEEDED, "video lost", error_kind="video_lost",
-                         error_message=reason, completed_at=now)  # fmt: skip
+        store.move(record.request_id, Move.VIDEO_LOST, error_kind=ErrorKind.VIDEO_LOST,
+                   error_message=reason, completed_at=now)  # fmt: skip
         report.finished += 1
         report.by_outcome["succeeded (video lost)"] = (
             report.by_outcome.get("succeeded (video lost)", 0) + 1
@@ -205,9 +200,10 @@ async def _advance(
         log.info("download of %s failed, will retry: %s", record.request_id, type(exc).__name__)
         report.errors += 1
         return
-    if store.transition(record.request_id, FETCHING, SUCCEEDED, "video kept", video_uri=kept.uri,
-                        video_sha256=kept.sha256, video_bytes=kept.bytes, video_width=kept.width,
-                        video_height=kept.height, video_fps=kept.fps, video_duration_s=kept.duration_s,
-                        completed_at=now):  # fmt: skip
+    if store.move(record.request_id, Move.KEEP_VIDEO, video_uri=kept.uri, video_sha256=kept.sha256,
+                  video_bytes=kept.bytes, video_width=kept.width, video_height=kept.height,
+                  video_fps=kept.fps, video_duration_s=kept.duration_s, completed_at=now):  # fmt: skip
         report.finished += 1
-        report.by_outcome[SUCCEEDED] = report.by_outcome.get(SUCCEEDED, 0) + 1
+        report.by_outcome[RequestStatus.SUCCEEDED] = (
+            report.by_outcome.get(RequestStatus.SUCCEEDED, 0) + 1
+        )

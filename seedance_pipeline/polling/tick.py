@@ -13,7 +13,8 @@ from seedance_pipeline.polling.poll import PollReport, poll_once
 from seedance_pipeline.providers import ProviderError, adapter_for
 from seedance_pipeline.providers.client import ProviderConfig
 from seedance_pipeline.settings import PipelineSettings
-from seedance_pipeline.state.store import FETCHING, IN_FLIGHT, UNKNOWN, StateStore
+from seedance_pipeline.state.lifecycle import RequestStatus
+from seedance_pipeline.state.store import StateStore
 from seedance_pipeline.submission.batch import submittable_batches
 from seedance_pipeline.submission.budget import enforce_daily_budget
 from seedance_pipeline.submission.clients import open_provider_clients
@@ -25,7 +26,9 @@ log = logging.getLogger(__name__)
 async def _poll(settings: PipelineSettings, store: StateStore, providers: list[str]) -> PollReport:
     async with AsyncExitStack() as stack:
         clients = await open_provider_clients(settings, providers, stack)
-        for provider in {r.provider for r in store.records(statuses=[UNKNOWN])} & set(providers):
+        for provider in {r.provider for r in store.records(statuses=[RequestStatus.UNKNOWN])} & set(
+            providers
+        ):
             try:
                 await reconcile_unknown(store, clients[provider])
             except ProviderError as error:  # the list call failed: try again next tick
@@ -38,12 +41,15 @@ def poll_tick(settings: PipelineSettings) -> PollReport:
     """One time-boxed polling pass over every task in flight, after flagging submissions whose
     process died mid-call and reconciling unknown outcomes where the provider lists its tasks."""
     store = settings.store()
-    flagged = store.flag_stale_submissions(settings.stale_submission_s)
-    if flagged:
-        log.error(
-            "%d submissions had no answer when their process stopped; flagged unknown", len(flagged)
-        )
-    providers = sorted({r.provider for r in store.records(statuses=[IN_FLIGHT, FETCHING, UNKNOWN])})
+    store.flag_stale_submissions(settings.stale_submission_s)
+    providers = sorted(
+        {
+            r.provider
+            for r in store.records(
+                statuses=[RequestStatus.IN_FLIGHT, RequestStatus.FETCHING, RequestStatus.UNKNOWN]
+            )
+        }
+    )
     if not providers:
         return PollReport()
     return asyncio.run(_poll(settings, store, providers))
@@ -52,7 +58,7 @@ def poll_tick(settings: PipelineSettings) -> PollReport:
 def reconciliation_pending(settings: PipelineSettings) -> int:
     """Unknown outcomes that the next ticks may still settle from a provider's task list."""
     store = settings.store()
-    providers = {r.provider for r in store.records(statuses=[UNKNOWN])}
+    providers = {r.provider for r in store.records(statuses=[RequestStatus.UNKNOWN])}
     configs = {p: ProviderConfig.from_env(adapter_for(p)) for p in providers}
     return awaiting(store, configs)
 

@@ -55,6 +55,11 @@ class ErrorKind(enum.StrEnum):
     NOT_FOUND = "not_found"
     TASK_FAILED = "task_failed"
     TASK_EXPIRED = "task_expired"
+    # Kinds the pipeline records itself, never a provider's answer:
+    VIDEO_LOST = "video_lost"  # paid for, but the video could not be copied
+    OUTCOME_UNKNOWN = "outcome_unknown"  # a create call whose answer never came
+    OUTCOME_UNKNOWN_UNDECIDED = "outcome_unknown_undecided"  # reconciliation could not tell
+    BUDGET_STOP = "budget_stop"  # cancelled to bring the day's spend back under its cap
 
     @property
     def retryable(self) -> bool:

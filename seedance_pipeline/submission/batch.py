@@ -9,9 +9,10 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from seedance_pipeline.settings import PipelineSettings
-from seedance_pipeline.state.store import ACTIVE, PENDING
+from seedance_pipeline.state.claims import start_of_utc_day
+from seedance_pipeline.state.lifecycle import ACTIVE, RequestStatus
 from seedance_pipeline.submission.clients import open_provider_clients
-from seedance_pipeline.submission.submit import SubmitReport, start_of_utc_day, submit_pending
+from seedance_pipeline.submission.submit import SubmitReport, submit_pending
 
 
 async def _submit(
@@ -33,7 +34,9 @@ def submit_batch(
     scopes the per-run budget."""
     store = settings.store()
     wanted = set(providers)
-    present = sorted({r.provider for r in store.records(batch=batch, statuses=[PENDING])} & wanted)
+    present = sorted(
+        {r.provider for r in store.records(batch=batch, statuses=[RequestStatus.PENDING])} & wanted
+    )
     if not present:
         return {}
     return asyncio.run(_submit(settings, batch, present, run_id))
@@ -70,7 +73,7 @@ def submission_metadata(
         "refused_now": report.failed if report else 0,
         "outcome_unknown_now": report.unknown if report else 0,
         "waiting": dict(report.waiting) if report else {},
-        "pending": sum(r.status == PENDING for r in records),
+        "pending": sum(r.status == RequestStatus.PENDING for r in records),
         "in_flight": sum(r.status in ACTIVE for r in records),
         "sandbox_requests": sandbox,
         "in_flight_limit_now": store.current_limit(provider, settings.in_flight_limit(provider)),

@@ -8,11 +8,12 @@ import logging
 import time
 from collections.abc import Mapping
 
-from seedance_pipeline.providers import ProviderError
+from seedance_pipeline.providers import ErrorKind, ProviderError
 from seedance_pipeline.providers.client import ProviderClient
 from seedance_pipeline.settings import PipelineSettings
-from seedance_pipeline.state.store import CANCELLED, IN_FLIGHT, StateStore
-from seedance_pipeline.submission.submit import start_of_utc_day
+from seedance_pipeline.state.claims import start_of_utc_day
+from seedance_pipeline.state.lifecycle import Move, RequestStatus
+from seedance_pipeline.state.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ async def enforce_daily_budget(
         return 0
     cancelled = 0
     candidates = [
-        r for r in store.records(statuses=[IN_FLIGHT])
+        r for r in store.records(statuses=[RequestStatus.IN_FLIGHT])
         if r.provider in clients and clients[r.provider].adapter.build_cancel("x") is not None
         and (r.submitted_at or 0) >= day
     ]  # fmt: skip
@@ -42,9 +43,9 @@ async def enforce_daily_budget(
         except ProviderError as error:  # running already, or gone: it will finish and bill
             log.info("could not cancel %s: %s", record.task_id, error)
             continue
-        if store.transition(record.request_id, IN_FLIGHT, CANCELLED, "budget stop: cancelled while queued",
-                            error_kind="budget_stop", cost_usd=0.0, completed_at=time.time(),
-                            error_message=f"cancelled: today's spend was over the ${cap:.2f} cap"):  # fmt: skip
+        if store.move(record.request_id, Move.BUDGET_CANCEL, error_kind=ErrorKind.BUDGET_STOP,
+                      cost_usd=0.0, completed_at=time.time(),
+                      error_message=f"cancelled: today's spend was over the ${cap:.2f} cap"):  # fmt: skip
             cancelled += 1
             over -= record.cost_usd_estimated
     if cancelled:

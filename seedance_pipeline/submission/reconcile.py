@@ -14,16 +14,16 @@ import logging
 import time
 from dataclasses import dataclass
 
-from seedance_pipeline.providers import TaskState, adapter_for
+from seedance_pipeline.providers import ErrorKind, TaskState, adapter_for
 from seedance_pipeline.providers.client import ProviderClient, ProviderConfig
-from seedance_pipeline.state.store import IN_FLIGHT, UNKNOWN, RequestRecord, StateStore
+from seedance_pipeline.state.lifecycle import Move, RequestStatus
+from seedance_pipeline.state.store import RequestRecord, StateStore
 
 log = logging.getLogger(__name__)
 
 MARGIN_S = 30.0  # our clock against the provider's
 LATE_S = 300.0  # how long after our timeout a provider may still create the task
 GIVE_UP_AFTER_S = 600.0  # a headless run waits this long past a window for the list call to work
-UNDECIDED = "outcome_unknown_undecided"  # reconciliation looked after the window and could not tell
 PAGE_SIZE = 100
 MAX_PAGES = 20
 
@@ -57,10 +57,10 @@ def awaiting(
     now = time.time() if now is None else now
     return sum(
         1
-        for r in store.records(statuses=[UNKNOWN])
+        for r in store.records(statuses=[RequestStatus.UNKNOWN])
         if r.provider in configs
         and adapter_for(r.provider).build_list(1, 1) is not None
-        and r.error_kind == "outcome_unknown"
+        and r.error_kind == ErrorKind.OUTCOME_UNKNOWN
         and now <= window(r, configs[r.provider])[1] + GIVE_UP_AFTER_S
     )
 
@@ -77,7 +77,11 @@ def _created_at(task: TaskState) -> float | None:
 async def reconcile_unknown(store: StateStore, client: ProviderClient) -> ReconcileReport:
     provider = client.adapter.name
     report = ReconcileReport()
-    unknown = [r for r in store.records(provider=provider, statuses=[UNKNOWN]) if r.submitted_at]
+    unknown = [
+        r
+        for r in store.records(provider=provider, statuses=[RequestStatus.UNKNOWN])
+        if r.submitted_at
+    ]
     if not unknown or client.adapter.build_list(1, 1) is None:
         return report
     windows = {r.request_id: window(r, client.config) for r in unknown}
@@ -119,14 +123,21 @@ async def reconcile_unknown(store: StateStore, client: ProviderClient) -> Reconc
         rivals = [r for r in unknown if r is not record and any(inside(t, r) for t in candidates)]
         if len(candidates) == 1 and not rivals:
             task_id = candidates[0].task_id
-            if store.transition(record.request_id, UNKNOWN, IN_FLIGHT, "reconciled: found in the provider's task list",
-                                task_id=task_id, error_kind=None, error_message=None):  # fmt: skip
+            if store.move(record.request_id, Move.RECONCILED, task_id=task_id, error_kind=None,
+                          error_message=None):  # fmt: skip
                 report.adopted += 1
                 unclaimed.remove(candidates[0])
-        elif complete and now > windows[record.request_id][1] and record.error_kind != UNDECIDED:
+        elif (
+            complete
+            and now > windows[record.request_id][1]
+            and record.error_kind != ErrorKind.OUTCOME_UNKNOWN_UNDECIDED
+        ):
             # Looked at after its window closed and still undecidable: an operator's call.
-            store.transition(record.request_id, UNKNOWN, UNKNOWN, "reconciliation could not decide",
-                             error_kind=UNDECIDED)  # fmt: skip
+            store.move(
+                record.request_id,
+                Move.RECONCILE_UNDECIDED,
+                error_kind=ErrorKind.OUTCOME_UNKNOWN_UNDECIDED,
+            )
             report.undecided += 1
     if report.adopted or report.undecided:
         log.warning("%s: reconciled unknown submissions: %s", provider, report)

@@ -12,22 +12,13 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from seedance_pipeline.providers import ErrorKind, GenerationRequest, ProviderError, adapter_for
 from seedance_pipeline.providers.client import ProviderClient
 from seedance_pipeline.settings import PipelineSettings
-from seedance_pipeline.state.store import (
-    FAILED,
-    IN_FLIGHT,
-    NO_LONGER_PENDING,
-    PENDING,
-    SUBMITTING,
-    SUCCEEDED,
-    UNKNOWN,
-    RequestRecord,
-    StateStore,
-)
+from seedance_pipeline.state.claims import start_of_utc_day
+from seedance_pipeline.state.lifecycle import Move, RequestStatus
+from seedance_pipeline.state.store import NO_LONGER_PENDING, RequestRecord, StateStore
 from seedance_pipeline.storage.videos import VideoLost, keep_bytes
 
 log = logging.getLogger(__name__)
@@ -51,26 +42,21 @@ class SubmitReport:
     stopped: str | None = None
 
 
-def start_of_utc_day(now: float | None = None) -> float:
-    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-
-
 def video_destination(settings: PipelineSettings, record: RequestRecord) -> str:
     return f"{settings.videos}/{record.batch}/{record.request_id}.mp4"
 
 
 def deliver(store: StateStore, settings: PipelineSettings, record: RequestRecord, state_bytes: bytes,
-            expected: str, tokens: int | None, cost: float, seed_used: int | None) -> bool:  # fmt: skip
+            tokens: int | None, cost: float, seed_used: int | None) -> bool:  # fmt: skip
     """Keep a video that arrived inline and mark the request succeeded."""
     try:
         kept = keep_bytes(state_bytes, video_destination(settings, record))
     except VideoLost as exc:
-        return store.transition(record.request_id, expected, SUCCEEDED, "video unreadable",
-                                error_kind="video_lost", error_message=str(exc), cost_usd=cost,
-                                tokens=tokens, completed_at=time.time())  # fmt: skip
-    return store.transition(
-        record.request_id, expected, SUCCEEDED, "video kept",
+        return store.move(record.request_id, Move.INLINE_VIDEO_UNREADABLE,
+                          error_kind=ErrorKind.VIDEO_LOST, error_message=str(exc), cost_usd=cost,
+                          tokens=tokens, completed_at=time.time())  # fmt: skip
+    return store.move(
+        record.request_id, Move.DELIVERED_INLINE,
         video_uri=kept.uri, video_sha256=kept.sha256, video_bytes=kept.bytes, video_width=kept.width,
         video_height=kept.height, video_fps=kept.fps, video_duration_s=kept.duration_s,
         cost_usd=cost, tokens=tokens, seed_used=seed_used, completed_at=time.time(),
@@ -95,7 +81,9 @@ async def submit_pending(
     # not O(pending); at least one, so a full provider still says why the rest wait.
     current = store.current_limit(provider, limit)
     free = current - store.active_by_provider().get(provider, 0)
-    pending = store.records(batch=batch, provider=provider, statuses=[PENDING], limit=max(1, free))
+    pending = store.records(
+        batch=batch, provider=provider, statuses=[RequestStatus.PENDING], limit=max(1, free)
+    )
     gate = asyncio.Semaphore(max(1, settings.submit_concurrency))
 
     # Adaptive concurrency: 429s halve the provider's limit, accepted tasks raise it again (a
@@ -153,16 +141,13 @@ async def submit_pending(
                     settings,
                     record,
                     state.video_bytes,
-                    SUBMITTING,
                     cost.tokens,
                     cost.usd,
                     None,
                 )
                 report.finished += 1
             else:
-                if not store.transition(
-                    record.request_id, SUBMITTING, IN_FLIGHT, "task created", task_id=state.task_id
-                ):
+                if not store.move(record.request_id, Move.TASK_CREATED, task_id=state.task_id):
                     log.error("request %s: task %s was created but its record had moved on",
                               record.request_id, state.task_id)  # fmt: skip
 
@@ -177,19 +162,18 @@ def _record_refusal(
 ) -> None:
     message = str(error)
     if error.outcome_unknown:
-        store.transition(record.request_id, SUBMITTING, UNKNOWN, "create outcome unknown",
-                         error_kind="outcome_unknown", error_message=message, sent_at=error.sent_at)  # fmt: skip
+        store.move(record.request_id, Move.OUTCOME_UNKNOWN, error_kind=ErrorKind.OUTCOME_UNKNOWN,
+                   error_message=message, sent_at=error.sent_at)  # fmt: skip
         report.unknown += 1
         report.stopped = message  # whatever hid this answer may hit the next call too: stop for now
         log.error("request %s: outcome unknown, NOT resubmitted: %s", record.request_id, message)
     elif error.kind in STOP_KINDS:
-        store.transition(record.request_id, SUBMITTING, PENDING, f"back to pending: {message}",
-                         submitted_at=None, sandbox=None)  # fmt: skip
+        store.move(record.request_id, Move.BACK_TO_PENDING, reason=message, submitted_at=None,
+                   sandbox=None)  # fmt: skip
         report.stopped = message
         report.waiting[f"{error.kind}"] += 1
         log.warning("stopping submissions to %s for now: %s", record.provider, message)
     else:
-        store.transition(record.request_id, SUBMITTING, FAILED, "refused by the provider",
-                         error_kind=str(error.kind), error_message=message, cost_usd=0.0,
-                         completed_at=time.time())  # fmt: skip
+        store.move(record.request_id, Move.REFUSED, error_kind=error.kind, error_message=message,
+                   cost_usd=0.0, completed_at=time.time())  # fmt: skip
         report.failed += 1

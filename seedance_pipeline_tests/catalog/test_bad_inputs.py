@@ -15,7 +15,7 @@ from PIL import Image
 
 from seedance_pipeline.catalog.planning import plan_catalog
 from seedance_pipeline.settings import CatalogDefaults
-from seedance_pipeline.state.store import PENDING, REJECTED
+from seedance_pipeline.state.lifecycle import RequestStatus
 from seedance_pipeline_tests.conftest import ImageFactory
 
 
@@ -94,9 +94,9 @@ def test_each_bad_row_is_rejected_by_name_and_the_rest_goes_on(tmp_path: Path, m
     for number, (_, expected) in enumerate(corpus, start=1):
         record = by_row[number]
         if expected is None:
-            assert record.status == PENDING, (number, record.error_message)
+            assert record.status == RequestStatus.PENDING, (number, record.error_message)
         else:
-            assert record.status == REJECTED, (number, expected)
+            assert record.status == RequestStatus.REJECTED, (number, expected)
             assert expected in (record.error_message or ""), (number, record.error_message)
 
 
@@ -110,5 +110,7 @@ def test_non_utf8_text_in_a_parquet_catalog_is_a_row_rejection(
     ).to_parquet(buffer)
     plan = plan_catalog(pd.read_parquet(buffer), CatalogDefaults(), tmp_path)
     bad, good = plan.records
-    assert bad.status == REJECTED and "prompt: not valid UTF-8 text" in (bad.error_message or "")
-    assert good.status == PENDING and good.request["prompt"] == "caf\u00e9"
+    assert bad.status == RequestStatus.REJECTED and "prompt: not valid UTF-8 text" in (
+        bad.error_message or ""
+    )
+    assert good.status == RequestStatus.PENDING and good.request["prompt"] == "caf\u00e9"

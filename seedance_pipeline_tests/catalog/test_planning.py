@@ -14,7 +14,7 @@ import pytest
 from seedance_pipeline.catalog.planning import plan_catalog
 from seedance_pipeline.catalog.reading import catalog_base_dir, read_catalog
 from seedance_pipeline.settings import CatalogDefaults
-from seedance_pipeline.state.store import PENDING, REJECTED
+from seedance_pipeline.state.lifecycle import RequestStatus
 from seedance_pipeline_tests.conftest import ImageFactory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,11 +27,11 @@ def plan(rows: list[dict], base: Path, **defaults: object):  # type: ignore[no-u
 def test_the_bundled_sample_catalog_has_three_providers_and_rejections() -> None:
     catalog = str(REPO / "data" / "catalog.csv")
     result = plan_catalog(read_catalog(catalog), CatalogDefaults(), catalog_base_dir(catalog))
-    valid = [r for r in result.records if r.status == PENDING]
+    valid = [r for r in result.records if r.status == RequestStatus.PENDING]
     formats = {Path(r.request["image"]).suffix for r in valid}
     assert len(valid) >= 12 and len({r.provider for r in valid}) >= 3
     assert formats >= {".jpg", ".png", ".webp", ".bmp", ".tiff", ".gif"}
-    assert result.count(REJECTED) >= 3 and result.duplicates == 1
+    assert result.count(RequestStatus.REJECTED) >= 3 and result.duplicates == 1
     assert result.batches == ["city", "coast", "landscapes"]
 
 
@@ -88,7 +88,7 @@ def test_every_reason_of_an_invalid_row_is_kept(make_image: ImageFactory, tmp_pa
         tmp_path,
     )  # fmt: skip
     thin, missing, empty = result.records
-    assert thin.status == REJECTED and thin.cost_usd == 0
+    assert thin.status == RequestStatus.REJECTED and thin.cost_usd == 0
     for words in (
         "duration: 'seven' is not valid",
         "seed: '1.5' is not valid",
@@ -115,7 +115,7 @@ def test_parquet_catalogs_and_misspelt_or_unused_columns(
     result = plan_catalog(frame, CatalogDefaults(), tmp_path)
     assert result.records[0].request["seed"] == 3
     assert (
-        result.records[0].status == REJECTED
+        result.records[0].status == RequestStatus.REJECTED
     )  # a misspelt column must not send prompt-less videos
     assert "column 'promt' looks like a misspelling of 'prompt'" in (
         result.records[0].error_message or ""
@@ -143,4 +143,4 @@ def test_url_images_are_fetched_for_their_digest_and_header(
     assert result.duplicates == 1 and len(result.records) == 2  # the local copy has the same bytes
     remote, missing = result.records
     assert remote.request["image"].startswith("http://") and remote.image_width == 1280
-    assert missing.status == REJECTED and "HTTP 404" in (missing.error_message or "")
+    assert missing.status == RequestStatus.REJECTED and "HTTP 404" in (missing.error_message or "")

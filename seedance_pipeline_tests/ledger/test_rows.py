@@ -11,25 +11,23 @@ import pyarrow.parquet as pq
 import pytest
 
 from seedance_pipeline.ledger import rows
-from seedance_pipeline.state.store import (
-    IN_FLIGHT,
-    PENDING,
-    REJECTED,
-    SUCCEEDED,
-    RequestRecord,
-    StateStore,
-)
+from seedance_pipeline.providers import ErrorKind
+from seedance_pipeline.state.lifecycle import RequestStatus
+from seedance_pipeline.state.store import RequestRecord, StateStore
 from seedance_pipeline_tests.conftest import S3
+from seedance_pipeline_tests.state.stored import insert_as_is
 
 
-def record(i: int, status: str = SUCCEEDED) -> RequestRecord:
+def record(i: int, status: RequestStatus = RequestStatus.SUCCEEDED) -> RequestRecord:
     return RequestRecord(request_id=f"r{i}", batch="b", catalog_row=i, provider="novita", model="seedance-v1-lite-i2v",
                          request={"prompt": "p", "image": "x.png"}, status=status, cost_usd=0.1, submitted_at=1.7e9,
-                         error_message="waiting: daily spend cap" if status == PENDING else None)  # fmt: skip
+                         error_message="waiting: daily spend cap" if status == RequestStatus.PENDING else None)  # fmt: skip
 
 
 def test_pandas_reads_every_batch_with_the_documented_columns(tmp_path: Path) -> None:
-    rows.write_partition(tmp_path, "alpha", rows.ledger_table([record(1), record(2, PENDING)]))
+    rows.write_partition(
+        tmp_path, "alpha", rows.ledger_table([record(1), record(2, RequestStatus.PENDING)])
+    )
     rows.write_partition(tmp_path, "beta", rows.ledger_table([record(3)]))
     ledger = pd.read_parquet(tmp_path)
     assert sorted(ledger.columns) == sorted(rows.COLUMNS)
@@ -64,16 +62,18 @@ def test_the_ledger_built_from_the_store_in_chunks_keeps_every_value(
 ) -> None:
     store = StateStore(state_url)  # SQLite (read through ADBC) and PostgreSQL (through SQLAlchemy)
     seeded = RequestRecord(request_id="r9", batch="b", catalog_row=9, provider="modelark",
-                           model="seedance-1-0-lite-i2v-250428", status=IN_FLIGHT, task_id="cgt-9",
+                           model="seedance-1-0-lite-i2v-250428", status=RequestStatus.IN_FLIGHT, task_id="cgt-9",
                            video_fps=24.0, tokens=40_500, sandbox=True,
                            request={"prompt": 'say "hi"\nthen go', "image": "y.jpg", "seed": 42, "duration": 10,
                                     "camera_fixed": True, "resolution": "1080p", "aspect_ratio": "16:9"})  # fmt: skip
     unknown_model = RequestRecord(request_id="r5", batch="b", catalog_row=5, provider="novita", model="nope",
-                                  request={"prompt": "p", "image": "z.png"}, status=REJECTED,
-                                  error_kind="invalid_request", error_message="unknown model")  # fmt: skip
+                                  request={"prompt": "p", "image": "z.png"}, status=RequestStatus.REJECTED,
+                                  error_kind=ErrorKind.INVALID_REQUEST, error_message="unknown model")  # fmt: skip
     other_batch = RequestRecord(request_id="x", batch="other", catalog_row=0, provider="novita",
-                                model="seedance-v1-lite-i2v", request={"prompt": "p", "image": "x.png"}, status=PENDING)  # fmt: skip
-    store.add_new([record(1), record(2, PENDING), seeded, unknown_model, other_batch])
+                                model="seedance-v1-lite-i2v", request={"prompt": "p", "image": "x.png"}, status=RequestStatus.PENDING)  # fmt: skip
+    insert_as_is(
+        store, [record(1), record(2, RequestStatus.PENDING), seeded, unknown_model, other_batch]
+    )
     # Chunks of two rows; the first holds only NULLs in columns filled further down (error_kind,
     # video_fps, sandbox), which a reader typing columns from its first rows would get wrong.
     written = rows.write_store_ledger(store, tmp_path / "ledger", "b", chunk_size=2)
@@ -88,7 +88,9 @@ def test_the_ledger_built_from_the_store_in_chunks_keeps_every_value(
     ]  # catalog order, batch only
     assert (
         ledger
-        == rows.ledger_table([record(1), record(2, PENDING), unknown_model, seeded]).to_pylist()
+        == rows.ledger_table(
+            [record(1), record(2, RequestStatus.PENDING), unknown_model, seeded]
+        ).to_pylist()
     )  # the same rows as from records held in memory
     r9 = ledger[3]
     assert (r9["prompt"], r9["seed"], r9["duration_s"], r9["camera_fixed"], r9["resolution"]) == (

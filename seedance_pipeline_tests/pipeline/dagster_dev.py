@@ -21,7 +21,7 @@ import pandas as pd
 
 from seedance_pipeline.emulator import EmulatorServer
 from seedance_pipeline.settings import settings_from
-from seedance_pipeline.state.store import OPEN
+from seedance_pipeline.state.lifecycle import OPEN
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from dagster._serdes import serialize_value
 
 from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline.state.store import IN_FLIGHT, PENDING, REJECTED, SUCCEEDED
+from seedance_pipeline.state.lifecycle import RequestStatus
 from seedance_pipeline_tests.pipeline.conftest import Pipeline
 from seedance_pipeline_tests.postgres import PostgresServer
 
@@ -76,9 +76,15 @@ def test_submission_asset_submits_once_even_when_rerun_or_backfilled(pipeline: P
     assert sorted(r.provider for r in audit) == ["modelark", "novita", "segmind"]
     store = pipeline.resource.settings().store()
     by_provider = {r.provider: r.status for r in store.records(batch="alpha")}
-    assert by_provider["segmind"] == SUCCEEDED  # synchronous: the video came with the answer
-    assert by_provider["novita"] == by_provider["modelark"] == IN_FLIGHT
-    assert all(r.status == PENDING for r in store.records(batch="beta") if r.status != REJECTED)
+    assert (
+        by_provider["segmind"] == RequestStatus.SUCCEEDED
+    )  # synchronous: the video came with the answer
+    assert by_provider["novita"] == by_provider["modelark"] == RequestStatus.IN_FLIGHT
+    assert all(
+        r.status == RequestStatus.PENDING
+        for r in store.records(batch="beta")
+        if r.status != RequestStatus.REJECTED
+    )
 
 
 def test_the_sensor_finishes_every_batch_and_the_ledger_is_exact(pipeline: Pipeline) -> None:

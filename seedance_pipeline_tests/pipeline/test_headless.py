@@ -124,11 +124,13 @@ def test_zero_configuration_starts_a_shared_sandbox_emulator(
 
 def test_resolve_unknown_needs_an_explicit_decision(tmp_path: Path) -> None:
     from seedance_pipeline.settings import settings_from
-    from seedance_pipeline.state.store import UNKNOWN, RequestRecord
+    from seedance_pipeline.state.lifecycle import RequestStatus
+    from seedance_pipeline.state.store import RequestRecord
+    from seedance_pipeline_tests.state.stored import insert_as_is
 
     store = settings_from(data_dir=str(tmp_path)).store()  # where the command looks for it
-    store.add_new([RequestRecord(request_id=rid, batch="b", catalog_row=i, provider=p, model="m", request={},
-                                 status=UNKNOWN) for i, (rid, p) in enumerate([("r1", "novita"), ("r2", "segmind")])])  # fmt: skip
+    insert_as_is(store, [RequestRecord(request_id=rid, batch="b", catalog_row=i, provider=p, model="m", request={},
+                                 status=RequestStatus.UNKNOWN) for i, (rid, p) in enumerate([("r1", "novita"), ("r2", "segmind")])])  # fmt: skip
     listed = subprocess.run(
         [EXE, "resolve-unknown", "--data-dir", str(tmp_path)], capture_output=True, text=True
     )
@@ -140,7 +142,7 @@ def test_resolve_unknown_needs_an_explicit_decision(tmp_path: Path) -> None:
     no_tasks = subprocess.run([EXE, "resolve-unknown", "--data-dir", str(tmp_path), "r2", "--task-id", "t"],
                               capture_output=True, text=True)  # fmt: skip
     assert no_tasks.returncode == 2 and "has no tasks to adopt" in no_tasks.stderr
-    assert {r.status for r in store.records()} == {UNKNOWN}
+    assert {r.status for r in store.records()} == {RequestStatus.UNKNOWN}
     resubmit = subprocess.run([EXE, "resolve-unknown", "--data-dir", str(tmp_path), "r2", "--resubmit"],
                               capture_output=True, text=True)  # fmt: skip
     assert resubmit.returncode == 0 and store.get("r2").status == "pending"  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ from seedance_pipeline.ledger.write import write_batch_ledger
 from seedance_pipeline.polling.tick import poll_tick, reconciliation_pending
 from seedance_pipeline.providers import provider_names
 from seedance_pipeline.settings import PipelineSettings, settings_from
-from seedance_pipeline.state.store import OPEN, PENDING
+from seedance_pipeline.state.lifecycle import OPEN, Move, RequestStatus
 from seedance_pipeline.submission.batch import submit_batch
 from seedance_pipeline_tests.conftest import ImageFactory
 
@@ -92,7 +92,7 @@ def test_the_daily_cap_is_never_exceeded_and_the_wait_is_explained(tmp_path: Pat
     assert spent <= 0.30 + 1e-9
     done = store.counts().get("succeeded", 0)
     assert done == int(0.30 // each) and len(emulator.state.audit()) == done
-    waiting = store.records(statuses=[PENDING])
+    waiting = store.records(statuses=[RequestStatus.PENDING])
     assert waiting and all("spend cap $0.30" in (r.error_message or "") for r in waiting)
     ledger = read_partition(write_batch_ledger(settings, "default").path).to_pandas()
     assert set(ledger[ledger["status"] == "pending"]["error_message"]) == {waiting[0].error_message}
@@ -218,7 +218,8 @@ def test_one_bad_record_does_not_starve_a_polling_pass(tmp_path: Path, make_imag
     store = settings.store()
     segmind = store.records(provider="segmind")[0]
     # A synchronous provider's request in flight cannot be polled: its poll raises.
-    store.transition(segmind.request_id, PENDING, "in_flight", task_id="no-such-thing")
+    assert store.claim(segmind.request_id, "segmind", 1, 0.0, sandbox=True) is None
+    store.move(segmind.request_id, Move.TASK_CREATED, task_id="no-such-thing")
     submit_batch(settings, "default", ["novita"])
     time.sleep(0.5)
     poll_tick(settings)

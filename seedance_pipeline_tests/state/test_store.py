@@ -15,26 +15,18 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from seedance_pipeline.providers import ErrorKind
 from seedance_pipeline.state import sqlite_arrow
-from seedance_pipeline.state.store import (
-    FETCHING,
-    IN_FLIGHT,
-    PENDING,
-    REJECTED,
-    SUBMITTING,
-    SUCCEEDED,
-    UNKNOWN,
-    RequestRecord,
-    SpendCap,
-    StateStore,
-    provider_locks_table,
-)
+from seedance_pipeline.state.claims import SpendCap
+from seedance_pipeline.state.lifecycle import Move, RequestStatus
+from seedance_pipeline.state.schema import provider_locks_table, requests_table
+from seedance_pipeline.state.store import RequestRecord, StateStore
 from seedance_pipeline_tests.postgres import PostgresServer
 
 
 def record(i: int, provider: str = "novita", estimate: float = 1.0) -> RequestRecord:
     return RequestRecord(request_id=f"r{i:04d}", batch="b", catalog_row=i, provider=provider, model="m",
-                         request={"i": i}, status=PENDING, cost_usd_estimated=estimate)  # fmt: skip
+                         request={"i": i}, status=RequestStatus.PENDING, cost_usd_estimated=estimate)  # fmt: skip
 
 
 @pytest.fixture
@@ -48,22 +40,28 @@ def test_known_requests_keep_their_progress_when_the_catalog_is_read_again(
     store: StateStore,
 ) -> None:
     assert store.add_new([record(1), record(2)]) == 2
-    assert store.transition("r0001", PENDING, IN_FLIGHT, task_id="t1")
+    assert store.move("r0001", Move.CLAIM) and store.move("r0001", Move.TASK_CREATED, task_id="t1")
     assert store.add_new([record(1), record(2), record(3)]) == 1
     got = store.get("r0001")
-    assert got is not None and (got.status, got.task_id) == (IN_FLIGHT, "t1")
+    assert got is not None and (got.status, got.task_id) == (RequestStatus.IN_FLIGHT, "t1")
 
 
 def test_transitions_are_compare_and_set_and_recorded(store: StateStore) -> None:
     store.add_new([record(1)])
     assert not store.transition(
-        "r0001", IN_FLIGHT, SUCCEEDED
+        "r0001", RequestStatus.IN_FLIGHT, RequestStatus.FETCHING
     )  # not in flight: refused, nothing written
-    assert store.transition("r0001", PENDING, SUBMITTING, "claimed")
-    assert store.transition("r0001", SUBMITTING, IN_FLIGHT, "task created", task_id="t")
-    assert [t[1] for t in store.transitions("r0001")] == [PENDING, SUBMITTING, IN_FLIGHT]
+    assert store.transition("r0001", RequestStatus.PENDING, RequestStatus.SUBMITTING, "claimed")
+    assert store.transition(
+        "r0001", RequestStatus.SUBMITTING, RequestStatus.IN_FLIGHT, "task created", task_id="t"
+    )
+    assert [t[1] for t in store.transitions("r0001")] == [
+        RequestStatus.PENDING,
+        RequestStatus.SUBMITTING,
+        RequestStatus.IN_FLIGHT,
+    ]
     with pytest.raises(AssertionError, match="not columns"):
-        store.transition("r0001", IN_FLIGHT, SUCCEEDED, secret_column=1)
+        store.transition("r0001", RequestStatus.IN_FLIGHT, RequestStatus.FETCHING, secret_column=1)
 
 
 def test_claims_hold_the_limit_of_tasks_in_flight_across_threads(store: StateStore) -> None:
@@ -84,7 +82,7 @@ def test_claims_hold_the_limit_of_tasks_in_flight_across_threads(store: StateSto
     for t in threads:
         t.join()
     assert results.count(None) == 5
-    assert store.counts() == {SUBMITTING: 5, PENDING: 35}
+    assert store.counts() == {RequestStatus.SUBMITTING: 5, RequestStatus.PENDING: 35}
 
 
 def test_claims_reserve_budget_until_the_task_ends(store: StateStore) -> None:
@@ -94,7 +92,7 @@ def test_claims_reserve_budget_until_the_task_ends(store: StateStore) -> None:
     assert outcomes[:2] == [None, None]
     assert "daily spend cap $1.00 would be exceeded" in (outcomes[2] or "")
     # a finished request costs what it really cost, which frees the rest of its reservation
-    store.transition("r0000", SUBMITTING, SUCCEEDED, cost_usd=0.1)
+    store.transition("r0000", RequestStatus.SUBMITTING, RequestStatus.SUCCEEDED, cost_usd=0.1)
     assert store.claim("r0002", "novita", 100, 0.4, True, daily) is None
     assert store.spend() == pytest.approx(0.1 + 0.4 + 0.4)
 
@@ -102,7 +100,7 @@ def test_claims_reserve_budget_until_the_task_ends(store: StateStore) -> None:
 def test_batch_and_run_caps_are_scoped(store: StateStore) -> None:
     store.add_new([record(i, estimate=0.5) for i in range(4)])
     store.add_new([RequestRecord(request_id="other", batch="c", catalog_row=9, provider="novita", model="m",
-                                 request={}, status=PENDING, cost_usd_estimated=0.5)])  # fmt: skip
+                                 request={}, status=RequestStatus.PENDING, cost_usd_estimated=0.5)])  # fmt: skip
     batch_cap = [SpendCap("batch", 1.0, batch="b")]
     assert store.claim("r0000", "novita", 100, 0.5, True, batch_cap, run_id="run-1") is None
     assert store.claim("r0001", "novita", 100, 0.5, True, batch_cap, run_id="run-1") is None
@@ -123,22 +121,28 @@ def test_submissions_left_without_an_answer_are_flagged_unknown_not_resubmitted(
     assert (
         store.flag_stale_submissions(older_than_s=60) == []
     )  # still young: its process may be alive
-    store.transition("r0001", SUBMITTING, SUBMITTING, submitted_at=time.time() - 3600)
+    with store.engine.begin() as conn:  # an hour has passed since the claim
+        conn.execute(sa.update(requests_table).values(submitted_at=time.time() - 3600))
     assert store.flag_stale_submissions(older_than_s=60) == ["r0001"]
     flagged = store.get("r0001")
     assert (
         flagged is not None
-        and flagged.status == UNKNOWN
+        and flagged.status == RequestStatus.UNKNOWN
         and "resolve-unknown" in (flagged.error_message or "")
     )
-    assert store.counts() == {UNKNOWN: 1, PENDING: 1}
+    assert store.counts() == {RequestStatus.UNKNOWN: 1, RequestStatus.PENDING: 1}
 
 
 def test_unknown_outcomes_keep_their_budget_reservation(store: StateStore) -> None:
     store.add_new([record(1, estimate=0.6), record(2, estimate=0.6)])
     daily = [SpendCap("daily", 1.0, since=0)]
     assert store.claim("r0001", "novita", 10, 0.6, True, daily) is None
-    store.transition("r0001", SUBMITTING, UNKNOWN, error_kind="outcome_unknown")
+    store.transition(
+        "r0001",
+        RequestStatus.SUBMITTING,
+        RequestStatus.UNKNOWN,
+        error_kind=ErrorKind.OUTCOME_UNKNOWN,
+    )
     assert store.spend() == pytest.approx(0.6)  # the task may exist and bill
     assert "daily spend cap" in (store.claim("r0002", "novita", 10, 0.6, True, daily) or "")
 
@@ -178,7 +182,7 @@ def test_an_older_postgresql_store_has_its_varchar_columns_widened(postgres_url:
     engine.dispose()
     store = StateStore(postgres_url)
     long = RequestRecord(request_id="long", batch="b" * 300, catalog_row=1, provider="p" * 80,
-                         model="m" * 300, request={}, status=REJECTED, task_id="t" * 300)  # fmt: skip
+                         model="m" * 300, request={}, status=RequestStatus.REJECTED, task_id="t" * 300)  # fmt: skip
     assert store.add_new([long]) == 1
     kept = store.get("long")
     assert kept is not None and (kept.batch, kept.provider, kept.task_id) == (
@@ -204,8 +208,10 @@ def test_a_task_the_provider_finished_frees_its_slot_before_the_video_is_copied(
     store.add_new([record(i) for i in range(3)])
     assert store.claim("r0000", "novita", 1, 1.0, True) is None
     assert "1 tasks in flight (limit 1)" in (store.claim("r0001", "novita", 1, 1.0, True) or "")
-    store.transition("r0000", SUBMITTING, IN_FLIGHT, task_id="t0")
-    store.transition("r0000", IN_FLIGHT, FETCHING, cost_usd=1.0)  # succeeded there; copy under way
+    store.transition("r0000", RequestStatus.SUBMITTING, RequestStatus.IN_FLIGHT, task_id="t0")
+    store.transition(
+        "r0000", RequestStatus.IN_FLIGHT, RequestStatus.FETCHING, cost_usd=1.0
+    )  # succeeded there; copy under way
     assert store.claim("r0001", "novita", 1, 1.0, True) is None
     assert store.active_by_provider() == {"novita": 1}
     # ...but its cost stays committed against budgets until it is settled
@@ -234,7 +240,12 @@ def _hold_lock_row_while_claiming(url: str) -> str | None:
             assert waiting.is_alive(), f"the claim did not wait for the lock row: {outcome}"
             # the holder takes the provider's only slot, then commits
             other._transition(
-                conn, "r0000", PENDING, SUBMITTING, "claimed", submitted_at=time.time()
+                conn,
+                "r0000",
+                RequestStatus.PENDING,
+                RequestStatus.SUBMITTING,
+                "claimed",
+                submitted_at=time.time(),
             )
         waiting.join(30)
         assert not waiting.is_alive()
@@ -384,21 +395,23 @@ def test_long_catalog_values_are_kept_on_every_backend(store: StateStore) -> Non
     """Catalog text reaches the store as written, even in rows that are rejected (an unknown
     provider or model is recorded as given); PostgreSQL enforces VARCHAR lengths, SQLite does not."""
     long = RequestRecord(request_id="long", batch="b" * 300, catalog_row=1, provider="p" * 80,
-                         model="m" * 300, image_id="i" * 1000, request={}, status=REJECTED,
+                         model="m" * 300, image_id="i" * 1000, request={}, status=RequestStatus.REJECTED,
                          error_message="provider: unknown")  # fmt: skip
-    assert store.add_new([long]) == 1
-    assert store.transition("long", REJECTED, REJECTED, task_id="t" * 300, run_id="r" * 300)
+    assert store.add_new([long, record(1)]) == 2
     kept = store.get("long")
     assert kept is not None and (kept.batch, kept.provider, kept.model, kept.image_id) == (
         long.batch, long.provider, long.model, long.image_id)  # fmt: skip
-    assert (kept.task_id, kept.run_id) == ("t" * 300, "r" * 300)
+    assert store.claim("r0001", "novita", 1, 1.0, True, run_id="r" * 300) is None
+    assert store.move("r0001", Move.TASK_CREATED, task_id="t" * 300)
+    sent = store.get("r0001")
+    assert sent is not None and (sent.task_id, sent.run_id) == ("t" * 300, "r" * 300)
 
 
 def test_the_sqlite_arrow_reader_says_why_a_query_failed_and_reads_its_rows(tmp_path: Path) -> None:
     database = str(tmp_path / "state.sqlite")
     StateStore(f"sqlite:///{database}").add_new([
         RequestRecord(request_id=f"r{i}", batch="b", catalog_row=i, provider="novita", model="m",
-                      request={}, status=PENDING) for i in range(5)
+                      request={}, status=RequestStatus.PENDING) for i in range(5)
     ])  # fmt: skip
     schema = pa.schema([("request_id", pa.string())])
     query = (
