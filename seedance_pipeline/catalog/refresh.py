@@ -3,7 +3,6 @@ progress, and the rows that cannot be sent are written out with every reason."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +12,6 @@ from seedance_pipeline.catalog.reading import catalog_base_dir, read_catalog
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.lifecycle import RequestStatus
 
-log = logging.getLogger(__name__)
 
 REJECTED_COLUMNS = ["catalog_row", "batch", "image_id", "provider", "model", "image", "reasons"]
 
