@@ -12,7 +12,6 @@ from seedance_pipeline.catalog.reading import catalog_base_dir, read_catalog
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.lifecycle import RequestStatus
 
-
 REJECTED_COLUMNS = ["catalog_row", "batch", "image_id", "provider", "model", "image", "reasons"]
 
 
