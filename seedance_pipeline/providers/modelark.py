@@ -92,13 +92,14 @@ class ModelArkAdapter(ProviderAdapter):
         body: dict[str, Any] = {"model": request.model}
         if model.parameter_style == "inline":
             flags = " ".join(
-                f"{flag} {_flag_value(values[name])}"
+                f"{flag} {_flag_value(values.pop(name))}"
                 for name, flag in INLINE_FLAGS.items()
                 if name in values
             )
             text = f"{text} {flags}".strip()
-        else:
-            body.update({TOP_LEVEL_FIELDS[name]: value for name, value in values.items()})
+        # Top-level: every field of a newer model; those without a text flag (service_tier,
+        # execution_expires_after) of an inline one.
+        body.update({TOP_LEVEL_FIELDS[name]: value for name, value in values.items()})
         content: list[dict[str, Any]] = []
         if text:
             content.append({"type": "text", "text": text})
