@@ -35,8 +35,8 @@ class ImageLimits:
     max_bytes: int
     short_side_gt: int
     long_side_lt: int
-    min_ratio: float
-    max_ratio: float
+    ratio_gt: float  # width / height must be greater than this...
+    ratio_lt: float  # ...and less than this
 
 
 @dataclass(frozen=True)

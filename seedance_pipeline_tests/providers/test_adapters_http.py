@@ -136,6 +136,17 @@ def test_request_bodies_follow_each_providers_document(make_image: ImageFactory)
     )
     assert pro_ark.json["content"][0] == {"type": "text", "text": PROMPT}
 
+    aiml = adapter_for("aimlapi")
+    model = "bytedance/seedance-1-0-lite-i2v"
+    plain = aiml.build_submit(gen("aimlapi", model, image))
+    unmarked = aiml.build_submit(gen("aimlapi", model, image, watermark=False))
+    marked = aiml.build_submit(gen("aimlapi", model, image, watermark=True))
+    assert plain.json is not None and unmarked.json is not None and marked.json is not None
+    assert "watermark" not in plain.json and "watermark" not in unmarked.json  # deprecated
+    assert marked.json["watermark"] is True
+    refused = aiml.validate(gen("aimlapi", model, image, seed=-1))  # -1 is not documented there
+    assert [v.field for v in refused] == ["seed"] and "leave it empty" in str(refused[0])
+
     seg = adapter_for("segmind").build_submit(
         gen("segmind", "seedance-v1-lite-image-to-video", image, last_image=str(image))
     )
