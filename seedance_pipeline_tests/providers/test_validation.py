@@ -226,22 +226,28 @@ def test_every_violation_of_a_row_is_reported_at_once(make_image: ImageFactory) 
             ("service_tier", "unsupported"),
         ),
         ("novita", "seedance-v9", {}, ("model", "enum")),
+        ("modelark", "seedance-1-0-pro-250528", {"duration": 13}, ("duration", "duration")),
+        ("modelark", "seedance-1-0-pro-250528", {"generate_audio": True}, ("generate_audio", "unsupported")),
+        ("modelark", "seedance-1-0-pro-fast-251015", {"resolution": "2k"}, ("resolution", "enum")),
+        ("modelark", "seedance-1-0-pro-fast-251015", {"last_image": "x.png"}, ("last_image", "unsupported")),
+        ("aimlapi", "bytedance/seedance-1-0-lite-i2v", {"prompt": "p", "seed": -1}, ("seed", "seed")),
     ],
-)
+)  # fmt: skip
 def test_model_specific_rules(
     make_image: ImageFactory, provider: str, model: str, fields: dict, expected: tuple[str, str]
 ) -> None:
     assert expected in rules(violations(make_image(1280, 720), provider, model, **fields))
 
 
+@pytest.mark.parametrize(
+    "model",
+    ["seedance-1-0-lite-i2v-250428", "seedance-1-0-pro-250528", "seedance-1-0-pro-fast-251015"],
+)
 @pytest.mark.parametrize("duration", [2, 12])
-def test_modelark_lite_takes_any_duration_in_its_range(
-    make_image: ImageFactory, duration: int
+def test_modelark_10_models_take_any_duration_in_their_range(
+    make_image: ImageFactory, model: str, duration: int
 ) -> None:
-    assert (
-        violations(make_image(), "modelark", "seedance-1-0-lite-i2v-250428", duration=duration)
-        == []
-    )
+    assert violations(make_image(), "modelark", model, duration=duration) == []
 
 
 def test_decompression_bombs_are_refused_without_decoding(tmp_path: Path) -> None:
