@@ -56,7 +56,8 @@ TOP_LEVEL = {"ratio": "aspect_ratio"} | {
 # Accepted for every model: `callback_url` (webhooks are not emulated) and `safety_identifier` (an
 # end-user id for abuse tracing), both strings, both in the official client [client].
 ENVELOPE = {"model", "content", "callback_url", "safety_identifier"}
-# Fields the pipeline does not send, accepted where the model's `api_options` name them (facts.toml).
+# Fields outside the neutral request's parameters, accepted where the model's `api_options` (fields the
+# pipeline does not send) or `options` (return_last_frame) name them in facts.toml.
 API_OPTIONS: dict[str, type] = {"return_last_frame": bool, "draft": bool, "frames": int}
 FLAG_PATTERN = re.compile(r"--(\w+)\s+(\S+)")
 
@@ -230,7 +231,7 @@ class ModelArkDialect(Dialect):
             value = self.take(request, body, name, kind)
             if value is None:
                 continue
-            if name not in model.api_options:
+            if name not in model.api_options and name not in model.options:
                 raise self._invalid(request, name, f"{name} is not supported by {model.id}")
             extras[name] = value
         frames = extras.get("frames")

@@ -26,6 +26,7 @@ OPTIONS = (
     "service_tier",
     "fps",
     "execution_expires_after",
+    "return_last_frame",
 )
 
 

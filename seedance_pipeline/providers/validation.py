@@ -21,6 +21,7 @@ _OPTION_LABELS = {
     "service_tier": "service_tier",
     "fps": "fps",
     "execution_expires_after": "execution_expires_after",
+    "return_last_frame": "return_last_frame (the last frame as an image)",
 }
 
 

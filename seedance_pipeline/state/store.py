@@ -81,6 +81,7 @@ requests_table = sa.Table(
     sa.Column("cost_usd", sa.Float),
     sa.Column("video_url", sa.Text),
     sa.Column("video_uri", sa.Text),
+    sa.Column("last_frame_uri", sa.Text),  # the provider's last frame, kept where it was asked for
     sa.Column("video_sha256", sa.String(64)),
     sa.Column("video_bytes", sa.BigInteger),
     sa.Column("video_width", sa.Integer),
@@ -157,6 +158,7 @@ class RequestRecord:
     cost_usd: float | None = None
     video_url: str | None = None
     video_uri: str | None = None
+    last_frame_uri: str | None = None
     video_sha256: str | None = None
     video_bytes: int | None = None
     video_width: int | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from seedance_pipeline.catalog.refresh import refresh_catalog
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
@@ -54,3 +55,30 @@ def test_every_model_of_every_provider_delivers_a_costed_video_on_the_contact_sh
             assert row["cost_usd_estimated"] == pytest.approx(expected), row["model"]
         assert row["cost_usd"] > 0 and row["video_sha256"]
     assert report.sheet.video_tiles == len(MODELS)
+
+
+def test_a_row_asking_for_the_last_frame_keeps_it_beside_the_video_for_chaining(
+    tmp_path: Path, make_image: ImageFactory
+) -> None:
+    rows = [
+        {"provider": "modelark", "model": model, "return_last_frame": "true", "seed": n}
+        for n, model in enumerate(load_facts().providers["modelark"].models, start=1)
+    ] + [{"provider": "modelark", "seed": 99}]  # did not ask
+    with EmulatorServer(EmulatorConfig(queued_s=0.05, running_s=0.1)) as emulator:
+        catalog = catalog_of(tmp_path, make_image, rows)
+        settings = settings_from(data_dir=str(tmp_path / "data"), catalog=str(catalog),
+                                 sandbox_url=emulator.url, daily_budget_usd=None)  # fmt: skip
+        refresh_catalog(settings)
+        settle(settings)
+        ledger = read_partition(write_batch_ledger(settings, "default").path).to_pandas()
+        report = write_batch_report(settings, "default")
+
+    assert (ledger["status"] == "succeeded").all()
+    asked, plain = ledger[ledger["seed"] != 99], ledger[ledger["seed"] == 99]
+    assert plain["last_frame_uri"].isna().all()
+    for _, row in asked.iterrows():
+        kept = Path(row["last_frame_uri"])
+        assert kept.parent == Path(row["video_uri"]).parent and kept.suffix == ".png"
+        with Image.open(kept) as frame:
+            assert frame.size == (row["video_width"], row["video_height"]), row["model"]
+    assert report.sheet.video_tiles == len(ledger)

@@ -136,6 +136,18 @@ def test_request_bodies_follow_each_providers_document(make_image: ImageFactory)
     )
     assert pro_ark.json["content"][0] == {"type": "text", "text": PROMPT}
 
+    chained = adapter_for("modelark").build_submit(
+        gen("modelark", "seedance-1-0-lite-i2v-250428", image, return_last_frame=True)
+    )
+    assert (
+        chained.json is not None and chained.json["return_last_frame"] is True
+    )  # a field, no flag
+    assert "return_last_frame" not in chained.json["content"][0]["text"]
+    refused = adapter_for("novita").validate(
+        gen("novita", "seedance-v1-lite-i2v", image, return_last_frame=True)
+    )
+    assert [(v.field, v.rule) for v in refused] == [("return_last_frame", "unsupported")]
+
     aiml = adapter_for("aimlapi")
     model = "bytedance/seedance-1-0-lite-i2v"
     plain = aiml.build_submit(gen("aimlapi", model, image))
