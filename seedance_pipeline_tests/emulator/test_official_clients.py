@@ -198,7 +198,7 @@ def test_the_ark_client_can_send_each_option_the_model_takes(
     """`return_last_frame`, `draft`, `frames` where the model takes them; the rest stay null."""
     spec = FACTS.providers["modelark"].models[model]
     extra: dict[str, Any] = {"return_last_frame": True, "safety_identifier": "user-42"}
-    if "draft" in spec.options:
+    if "draft" in spec.api_options:
         extra.update(draft=True, resolution="480p")
     task_id = ark_create(ark, spec, image_uri, **extra)
     done = wait_until(
@@ -207,9 +207,9 @@ def test_the_ark_client_can_send_each_option_the_model_takes(
     )
     assert_typed(done)
     assert done.content.last_frame_url.startswith("http")
-    if "draft" in spec.options:
+    if "draft" in spec.api_options:
         assert done.draft is True
-    if "frames" in spec.options:
+    if "frames" in spec.api_options:
         by_frames = ark_create(ark, spec, image_uri, duration=None, frames=121)
         framed = wait_until(
             partial(ark.content_generation.tasks.get, task_id=by_frames),
