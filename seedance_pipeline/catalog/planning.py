@@ -40,6 +40,7 @@ COLUMNS = (
     "generate_audio",
     "service_tier",
     "watermark",
+    "return_last_frame",
 )
 # Fields of GenerationRequest that change the video, and so the request id.
 OUTPUT_FIELDS = (
@@ -107,6 +108,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "camera_fixed": _boolean,
     "generate_audio": _boolean,
     "watermark": _boolean,
+    "return_last_frame": _boolean,
 }
 
 
@@ -120,6 +122,8 @@ def request_id_for(
     A rejected row's problems are part of it, so it never collapses into a valid row whose values
     its unparseable ones defaulted to."""
     identity: dict[str, Any] = {name: getattr(request, name) for name in OUTPUT_FIELDS}
+    if request.return_last_frame is not None:  # only when set: existing rows keep their ids
+        identity["return_last_frame"] = request.return_last_frame
     identity |= {
         "image": image_sha256 or request.image,
         "last_image": last_sha256 or request.last_image,
@@ -205,6 +209,7 @@ def plan_row(
         generate_audio=values["generate_audio"],
         service_tier=values["service_tier"],
         watermark=values["watermark"],
+        return_last_frame=values["return_last_frame"],
     )
     first_info = infos.get(request.image)
     estimate = 0.0

@@ -19,6 +19,7 @@ from seedance_pipeline.emulator.modelark import ModelArkDialect
 from seedance_pipeline.emulator.novita import NovitaDialect
 from seedance_pipeline.emulator.segmind import SegmindDialect
 from seedance_pipeline.emulator.state import EmulatorState, Faults
+from seedance_pipeline.emulator.video import render_last_frame
 from seedance_pipeline.providers.facts import load_facts
 
 # One dialect per provider API (the `api` of a provider in facts.toml), as in providers.ADAPTERS.
@@ -42,7 +43,8 @@ def build_app(state: EmulatorState) -> ASGIApp:
     dialects = [dialect_class(spec.api)(spec, state) for spec in load_facts().providers.values()]
 
     async def video(request: Request) -> Response:
-        token = request.path_params["token"].removesuffix(".mp4")
+        name = request.path_params["token"]
+        token = name.removesuffix(".mp4").removesuffix(".png")
         state.record_video_download(token, dict(request.headers))
         task = state.task_for_video(token)
         if task is None:
@@ -52,6 +54,10 @@ def build_app(state: EmulatorState) -> ASGIApp:
         query = request.query_params
         if not state.video_url_valid(token, query.get("expires", ""), query.get("signature", "")):
             return Response(_EXPIRED, 403, media_type="application/xml")
+        if name.endswith(".png"):
+            spec = task.video
+            frame = await run_in_threadpool(render_last_frame, spec.image, spec.width, spec.height)
+            return Response(frame, 200, media_type="image/png")
         data = await run_in_threadpool(state.video, task.video)
         return Response(data, 200, media_type="video/mp4")
 

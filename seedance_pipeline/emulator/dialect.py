@@ -304,6 +304,7 @@ class Dialect(abc.ABC):
         expires = wire.execution_expires_after
         if expires is None and model.execution_expires_after_default is not None:
             expires = model.execution_expires_after_default
+        params["execution_expires_after"] = expires
         return self.state.create_task(
             task_id=self.new_task_id(),
             provider=self.name,
@@ -315,15 +316,15 @@ class Dialect(abc.ABC):
             expires_after_s=expires,
         )
 
-    def video_url(self, request: Request, task: EmulatedTask) -> str:
+    def video_url(self, request: Request, task: EmulatedTask, suffix: str = "mp4") -> str:
         """A signed URL that really expires: `ttl` after the task finished, or after this answer
-        where the provider re-signs URLs on every query."""
+        where the provider re-signs URLs on every query. `png` is the video's last frame."""
         ttl = self.state.config.url_ttl(self.name)
         start = time.time() if self.spec.refreshes_video_url else task.finishes_at
         expires = start + ttl
         signature = self.state.sign_video(task.video_token, expires)
         base = str(request.base_url).rstrip("/")
-        return (f"{base}/_videos/{task.video_token}.mp4?{self.url_expiry_param}={int(ttl)}"
+        return (f"{base}/_videos/{task.video_token}.{suffix}?{self.url_expiry_param}={int(ttl)}"
                 f"&expires={expires:.3f}&signature={signature}")  # fmt: skip
 
     async def answer(self, call: str, payload: Any, status: int = 200) -> Response:

@@ -1,12 +1,15 @@
 """BytePlus ModelArk's content-generation tasks API as the emulator serves it.
 
 Parameters arrive as `--flags` in the text (1.0 models) or as top-level fields (newer models); fields
-a model does not support are rejected, not ignored. Numbers are sometimes strings in answers
-(`duration`, usage counts), as clients have seen.
+a model does not support are rejected, not ignored. A null field is an absent one: BytePlus's official
+client sends every create field it knows, null when unset, so the real service must accept that.
+Answers carry the types that client declares (integers for `duration` and token counts); strings
+there, which some third-party reports mention, are the explicit fault `Faults.string_numbers`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 import time
@@ -32,6 +35,7 @@ FLAGS = {
     "seed": "seed",
     "cf": "camera_fixed", "camerafixed": "camera_fixed",
     "wm": "watermark", "watermark": "watermark",
+    "frames": "frames",
 }  # fmt: skip
 FIELD_TYPES: dict[str, type] = {
     "resolution": str,
@@ -44,11 +48,17 @@ FIELD_TYPES: dict[str, type] = {
     "generate_audio": bool,
     "service_tier": str,
     "execution_expires_after": int,
+    "frames": int,
 }
 TOP_LEVEL = {"ratio": "aspect_ratio"} | {
-    name: name for name in FIELD_TYPES if name != "aspect_ratio"
+    name: name for name in FIELD_TYPES if name not in ("aspect_ratio", "frames")
 }
-ENVELOPE = {"model", "content", "callback_url", "return_last_frame"}
+# Accepted for every model: `callback_url` (webhooks are not emulated) and `safety_identifier` (an
+# end-user id for abuse tracing), both strings, both in the official client [client].
+ENVELOPE = {"model", "content", "callback_url", "safety_identifier"}
+# Fields outside the neutral request's parameters, accepted where the model's `api_options` (fields the
+# pipeline does not send) or `options` (return_last_frame) name them in facts.toml.
+API_OPTIONS: dict[str, type] = {"return_last_frame": bool, "draft": bool, "frames": int}
 FLAG_PATTERN = re.compile(r"--(\w+)\s+(\S+)")
 
 
@@ -122,7 +132,9 @@ class ModelArkDialect(Dialect):
             except ValueError:
                 raise self._invalid(request, flag, f"invalid value {raw!r} for --{flag}") from None
         for key in body:
-            if key not in ENVELOPE and key not in TOP_LEVEL:
+            if key not in ENVELOPE and key not in TOP_LEVEL and key not in API_OPTIONS:
+                # `priority`, `output_format`, `omni_reference_task_type` of the official client
+                # too: none is documented for these models, so a value is refused [guess]
                 raise self._invalid(request, key, f"the parameter {key} is not supported")
         for key, name in TOP_LEVEL.items():
             if key in body:
@@ -146,13 +158,10 @@ class ModelArkDialect(Dialect):
                     )
                 )
             model = self.spec.models[model_id]
+            body = {key: value for key, value in body.items() if value is not None}
             self.require(request, body, model)
-            content = body["content"]
-            if not isinstance(content, list) or not all(isinstance(item, dict) for item in content):
-                raise self._invalid(request, "content", "content must be a list of objects")
-            texts = [item.get("text", "") for item in content if item.get("type") == "text"]
-            frames = {item.get("role", "first_frame"): (item.get("image_url") or {}).get("url")
-                      for item in content if item.get("type") == "image_url"}  # fmt: skip
+            frames = self._frames(request, body["content"])
+            texts = [item.get("text", "") for item in body["content"] if item.get("type") == "text"]
             if "first_frame" not in frames:
                 raise Reject(
                     self.error(
@@ -163,8 +172,9 @@ class ModelArkDialect(Dialect):
                         "content",
                     )
                 )
-            text = " ".join(texts)
+            text = " ".join(str(t) for t in texts)
             values = self._parameters(request, body, text)
+            extras = self._api_options(request, body, model, values)
             prompt = FLAG_PATTERN.sub(
                 lambda m: "" if m.group(1) in FLAGS else m.group(0), text
             ).strip()
@@ -183,12 +193,63 @@ class ModelArkDialect(Dialect):
             task = self.create(request, key, wire, model, image, images, raw)
         except Reject as reject:
             return reject.response
+        task.params.update(extras, safety_identifier=body.get("safety_identifier"))
+        if extras.get(
+            "frames"
+        ):  # the video is as long as its frames; 121 frames are "5 s" [client]
+            seconds = max(1, round(extras["frames"] / 24))
+            task.params["duration"] = seconds
+            task.video = dataclasses.replace(task.video, duration_s=seconds)
         return await self.answer("submit", {"id": task.id})
+
+    def _frames(self, request: Request, content: Any) -> dict[str, Any]:
+        """The image references of `content` by role; a malformed item is a 400, as the API says."""
+        if not isinstance(content, list) or not all(isinstance(item, dict) for item in content):
+            raise self._invalid(request, "content", "content must be a list of objects")
+        frames: dict[str, Any] = {}
+        for item in content:
+            if item.get("type") != "image_url":
+                continue
+            image_url = item.get("image_url")
+            if not isinstance(image_url, dict) or not isinstance(image_url.get("url"), str):
+                raise self._invalid(
+                    request,
+                    "content.image_url",
+                    'image_url must be an object with a url string: {"url": "..."}',
+                )
+            frames[item.get("role") or "first_frame"] = image_url["url"]
+        return frames
+
+    def _api_options(
+        self, request: Request, body: dict[str, Any], model: Any, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`return_last_frame`, `draft` and `frames` where the model takes them, else refused."""
+        extras: dict[str, Any] = {}
+        for name, kind in API_OPTIONS.items():
+            if name in values:  # `--frames` in the text
+                body = {**body, name: values.pop(name)}
+            value = self.take(request, body, name, kind)
+            if value is None:
+                continue
+            if name not in model.api_options and name not in model.options:
+                raise self._invalid(request, name, f"{name} is not supported by {model.id}")
+            extras[name] = value
+        frames = extras.get("frames")
+        if frames is not None:
+            low, high = model.frames_range or (0, 0)
+            if not low <= frames <= high or (frames - 25) % 4:
+                raise self._invalid(
+                    request, "frames", f"frames must be 25 + 4n within [{low}, {high}]"
+                )
+            if values.get("duration") is not None:
+                raise self._invalid(request, "frames", "give either duration or frames, not both")
+        return extras
 
     def task_payload(self, request: Request, task: EmulatedTask) -> dict[str, Any]:
         now = time.time()
         status = task.status(now)
         p = task.params
+        strings = task.quirky and self.state.faults(self.name).string_numbers
         payload: dict[str, Any] = {
             "id": task.id,
             "model": task.model,
@@ -200,21 +261,24 @@ class ModelArkDialect(Dialect):
             "seed": p["seed"],
             "resolution": p["resolution"],
             "ratio": p["ratio"],
-            "duration": str(p["duration"]) if task.quirky else p["duration"],
+            "duration": str(p["duration"]) if strings else p["duration"],
             "framespersecond": p["fps"],
+            "service_tier": p.get("service_tier") or "default",
+            "execution_expires_after": p["execution_expires_after"],
             "error": None,
         }
         if status is TaskStatus.SUCCEEDED:
             tokens = video_tokens(p["width"], p["height"], p["fps"], p["duration"])
             payload["content"] = {"video_url": self.video_url(request, task)}
-            count: Any = str(tokens) if task.quirky else tokens
+            if p.get("return_last_frame"):
+                payload["content"]["last_frame_url"] = self.video_url(request, task, "png")
+            count: Any = str(tokens) if strings else tokens
             payload["usage"] = {"completion_tokens": count, "total_tokens": count}
         elif status is TaskStatus.FAILED and task.failure:
             payload["error"] = {"code": task.failure[0], "message": task.failure[1]}
-        if p.get("generate_audio") is not None:
-            payload["generate_audio"] = p["generate_audio"]
-        if p.get("service_tier") is not None:
-            payload["service_tier"] = p["service_tier"]
+        for name in ("generate_audio", "draft", "frames", "safety_identifier"):
+            if p.get(name) is not None:
+                payload[name] = p[name]
         return payload
 
     async def _task_of(self, request: Request) -> EmulatedTask:
@@ -235,8 +299,8 @@ class ModelArkDialect(Dialect):
         return await self.answer("poll", self.task_payload(request, task))
 
     async def list_tasks(self, request: Request) -> Response:
-        """`GET .../tasks?page_num=&page_size=&filter.status=&filter.task_ids=`: what an operator
-        uses to find tasks whose creation answer was lost."""
+        """`GET .../tasks?page_num=&page_size=&filter.status=&filter.task_ids=&filter.model=
+        &filter.service_tier=`: what an operator uses to find tasks whose creation answer was lost."""
         try:
             await self.gate(request, "poll")
         except Reject as reject:
@@ -244,11 +308,16 @@ class ModelArkDialect(Dialect):
         query = request.query_params
         wanted_status = query.get("filter.status")
         wanted_ids = set(query.getlist("filter.task_ids"))
+        wanted_model = query.get("filter.model")
+        wanted_tier = query.get("filter.service_tier")
         now = time.time()
         tasks = sorted(self.state.tasks(self.name), key=lambda t: t.created_at, reverse=True)
         items = [
             t for t in tasks
-            if (not wanted_status or t.status(now).value == wanted_status) and (not wanted_ids or t.id in wanted_ids)
+            if (not wanted_status or t.status(now).value == wanted_status)
+            and (not wanted_ids or t.id in wanted_ids)
+            and (not wanted_model or t.model == wanted_model)
+            and (not wanted_tier or (t.params.get("service_tier") or "default") == wanted_tier)
         ]  # fmt: skip
         page_num = max(1, int(query.get("page_num", "1")))
         page_size = min(500, max(1, int(query.get("page_size", "10"))))

@@ -49,6 +49,9 @@ class Faults:
     reject_rate: float = 0.0  # share of submissions refused for their content (input review)
     output_reject_rate: float = 0.0  # share of tasks that fail on output content review
     insufficient_credit: bool = False  # every submission refused for lack of credit
+    # every other ModelArk task answers `duration` and usage counts as strings: some third-party
+    # reports say so, the official client types them as integers, so it is a fault, not a default
+    string_numbers: bool = False
     apply_to: tuple[str, ...] = ("submit", "poll")  # which calls the per-call faults hit
 
     @classmethod

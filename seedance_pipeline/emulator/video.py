@@ -28,6 +28,15 @@ def _base_frame(image: bytes | None, width: int, height: int) -> np.ndarray:
     return np.asarray(fitted)
 
 
+def render_last_frame(image: bytes | None, width: int, height: int) -> bytes:
+    """The clip's last frame as a PNG, what `return_last_frame` asks ModelArk for."""
+    base = _base_frame(image, width, height)
+    window = np.ascontiguousarray(base[_PAN_PX : _PAN_PX + height, _PAN_PX : _PAN_PX + width])
+    out = io.BytesIO()
+    Image.fromarray(window).save(out, "PNG")
+    return out.getvalue()
+
+
 def render_mp4(
     image: bytes | None, width: int, height: int, duration_s: int, fps: int = 24
 ) -> bytes:

@@ -51,6 +51,7 @@ SCHEMA = pa.schema(
         ("cost_usd", pa.float64()),
         ("video_url", pa.string()),
         ("video_uri", pa.string()),
+        ("last_frame_uri", pa.string()),
         ("video_sha256", pa.string()),
         ("video_bytes", pa.int64()),
         ("video_width", pa.int64()),

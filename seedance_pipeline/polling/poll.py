@@ -28,8 +28,8 @@ from seedance_pipeline.providers.client import ProviderClient, tls_context
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.lifecycle import Move, RequestStatus
 from seedance_pipeline.state.store import RequestRecord, StateStore
-from seedance_pipeline.storage.videos import VideoLost, download
-from seedance_pipeline.submission.submit import video_destination
+from seedance_pipeline.storage.videos import VideoLost, download, download_frame
+from seedance_pipeline.submission.submit import last_frame_destination, video_destination
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,7 @@ async def _advance(
     # Succeeded: note what the provider said first, then copy the video.
     store.move(record.request_id, Move.PROVIDER_SUCCEEDED, video_url=state.video_url,
                seed_used=state.seed_used, tokens=cost.tokens, cost_usd=cost.usd)  # fmt: skip
+    frame_url = state.last_frame_url
     try:
         try:
             kept = await download(http, state.video_url or "", video_destination(settings, record))
@@ -183,6 +184,7 @@ async def _advance(
             if not adapter.spec.refreshes_video_url:
                 raise
             fresh = await client.poll(record.task_id or "")  # the provider signs a new URL
+            frame_url = fresh.last_frame_url
             kept = await download(http, fresh.video_url or "", video_destination(settings, record))
     except VideoLost as exc:
         no_refresh = (
@@ -200,9 +202,18 @@ async def _advance(
         log.info("download of %s failed, will retry: %s", record.request_id, type(exc).__name__)
         report.errors += 1
         return
+    last_frame_uri = None
+    if frame_url:  # asked for with return_last_frame; the video is what was paid for
+        try:
+            last_frame_uri = await download_frame(
+                http, frame_url, last_frame_destination(settings, record)
+            )
+        except (VideoLost, httpx.HTTPError) as exc:
+            log.warning("last frame of %s not kept: %s", record.request_id, exc)
     if store.move(record.request_id, Move.KEEP_VIDEO, video_uri=kept.uri, video_sha256=kept.sha256,
                   video_bytes=kept.bytes, video_width=kept.width, video_height=kept.height,
-                  video_fps=kept.fps, video_duration_s=kept.duration_s, completed_at=now):  # fmt: skip
+                  video_fps=kept.fps, video_duration_s=kept.duration_s,
+                  last_frame_uri=last_frame_uri, completed_at=now):  # fmt: skip
         report.finished += 1
         report.by_outcome[RequestStatus.SUCCEEDED] = (
             report.by_outcome.get(RequestStatus.SUCCEEDED, 0) + 1

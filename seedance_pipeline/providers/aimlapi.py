@@ -51,10 +51,12 @@ class AimlApiAdapter(ProviderAdapter):
             "resolution": resolution,
             "duration": duration,
         }
-        for option in ("seed", "camera_fixed", "watermark"):  # `camera_fixed` as documented
+        for option in ("seed", "camera_fixed"):  # `camera_fixed` as documented
             value = getattr(request, option)
             if value is not None:
                 body[option] = value
+        if request.watermark:  # deprecated [doc]; false is its default, so only true is sent
+            body["watermark"] = True
         return HttpCall("POST", PATH, json=body)
 
     def parse_submit(self, answer: HttpAnswer) -> TaskState:

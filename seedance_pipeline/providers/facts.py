@@ -26,6 +26,7 @@ OPTIONS = (
     "service_tier",
     "fps",
     "execution_expires_after",
+    "return_last_frame",
 )
 
 
@@ -35,8 +36,8 @@ class ImageLimits:
     max_bytes: int
     short_side_gt: int
     long_side_lt: int
-    min_ratio: float
-    max_ratio: float
+    ratio_gt: float  # width / height must be greater than this...
+    ratio_lt: float  # ...and less than this
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,10 @@ class ModelSpec:
     generate_audio_default: bool = False
     execution_expires_after_range: tuple[int, int] | None = None
     execution_expires_after_default: int | None = None
+    # Fields the provider's API takes for this model beyond `options`, which the pipeline does not
+    # send (yet): the emulator accepts them as the real API does (ModelArk: `return_last_frame`...).
+    api_options: frozenset[str] = frozenset()
+    frames_range: tuple[int, int] | None = None  # `frames` instead of a duration, 25 + 4n
 
     def allows_duration(self, seconds: int) -> bool:
         if self.duration_range is not None:
@@ -152,6 +157,8 @@ def _model(model_id: str, raw: dict[str, Any]) -> ModelSpec:
         generate_audio_default=bool(raw.get("generate_audio_default", False)),
         execution_expires_after_range=pair("execution_expires_after_range"),
         execution_expires_after_default=raw.get("execution_expires_after_default"),
+        api_options=frozenset(raw.get("api_options", ())),
+        frames_range=pair("frames_range"),
     )
 
 

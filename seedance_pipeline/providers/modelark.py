@@ -55,6 +55,7 @@ TOP_LEVEL_FIELDS = {
     "generate_audio": "generate_audio",
     "service_tier": "service_tier",
     "execution_expires_after": "execution_expires_after",
+    "return_last_frame": "return_last_frame",
 }
 
 
@@ -92,13 +93,14 @@ class ModelArkAdapter(ProviderAdapter):
         body: dict[str, Any] = {"model": request.model}
         if model.parameter_style == "inline":
             flags = " ".join(
-                f"{flag} {_flag_value(values[name])}"
+                f"{flag} {_flag_value(values.pop(name))}"
                 for name, flag in INLINE_FLAGS.items()
                 if name in values
             )
             text = f"{text} {flags}".strip()
-        else:
-            body.update({TOP_LEVEL_FIELDS[name]: value for name, value in values.items()})
+        # Top-level: every field of a newer model; those without a text flag (service_tier,
+        # execution_expires_after, return_last_frame) of an inline one.
+        body.update({TOP_LEVEL_FIELDS[name]: value for name, value in values.items()})
         content: list[dict[str, Any]] = []
         if text:
             content.append({"type": "text", "text": text})
@@ -168,6 +170,7 @@ class ModelArkAdapter(ProviderAdapter):
             task_id=body.get("id"),
             status=status,
             video_url=url,
+            last_frame_url=(content or {}).get("last_frame_url") or None,
             seed_used=as_int(body.get("seed")),
             tokens=as_int((usage or {}).get("completion_tokens")),
             duration_s=as_float(body.get("duration")),

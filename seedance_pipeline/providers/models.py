@@ -30,6 +30,7 @@ class GenerationRequest:
     watermark: bool | None = None
     fps: int | None = None
     execution_expires_after: int | None = None
+    return_last_frame: bool | None = None  # ask for the video's last frame as an image (ModelArk)
 
 
 class TaskStatus(enum.StrEnum):
@@ -118,6 +119,7 @@ class TaskState:
     video_url: str | None = None
     video_bytes: bytes | None = field(default=None, repr=False)  # Segmind returns the MP4 inline
     video_url_ttl_s: int | None = None
+    last_frame_url: str | None = None  # the video's last frame, where it was asked for
     seed_used: int | None = None
     tokens: int | None = None  # billed tokens, where the provider reports them
     credits: int | None = None  # billed credits, where the provider reports them (AI/ML API)

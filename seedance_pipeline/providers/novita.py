@@ -35,7 +35,10 @@ STATUSES = {
     "TASK_STATUS_SUCCEED": TaskStatus.SUCCEEDED,
     "TASK_STATUS_FAILED": TaskStatus.FAILED,
     "TASK_STATUS_CANCELED": TaskStatus.CANCELLED,  # seen in clients, not in the docs
-    "TASK_STATUS_EXPIRED": TaskStatus.EXPIRED,  # the 1.5 pro page says "marked as expired" [guess]
+    # Documented nowhere and unknown to the official client; accepted in case it appears (the 1.5
+    # pro page says "marked as expired"). An expiry reported as a failure is classified by its
+    # reason (failure_kind) [guess].
+    "TASK_STATUS_EXPIRED": TaskStatus.EXPIRED,
 }
 
 REASON_KINDS = {

@@ -21,6 +21,7 @@ _OPTION_LABELS = {
     "service_tier": "service_tier",
     "fps": "fps",
     "execution_expires_after": "execution_expires_after",
+    "return_last_frame": "return_last_frame (the last frame as an image)",
 }
 
 
@@ -40,7 +41,8 @@ def image_violations(field: str, info: ImageInfo, limits: ImageLimits) -> list[V
         found.append(
             Violation(
                 field,
-                f"{info.bytes / 2**20:.1f} MiB is over the {limits.max_bytes / 2**20:.0f} MiB limit",
+                f"{info.bytes:,} bytes is over the {limits.max_bytes / 1e6:.0f} MB "
+                f"({limits.max_bytes:,} bytes) limit",
                 "bytes",
             )
         )
@@ -83,12 +85,13 @@ def image_violations(field: str, info: ImageInfo, limits: ImageLimits) -> list[V
             )
         )
     ratio = info.width / info.height
-    if not limits.min_ratio <= ratio <= limits.max_ratio:
+    if not limits.ratio_gt < ratio < limits.ratio_lt:
         found.append(
             Violation(
                 field,
-                f"aspect ratio {info.width}x{info.height} = {ratio:.2f} is outside "
-                f"{limits.min_ratio}–{limits.max_ratio} (width / height, as displayed)",
+                f"aspect ratio {info.width}x{info.height} = {ratio:.2f} must be between "
+                f"{limits.ratio_gt} and {limits.ratio_lt}, both excluded (width / height, as "
+                "displayed)",
                 "ratio",
             )
         )
@@ -208,8 +211,11 @@ def validate_request(
             or not isinstance(request.seed, int)
             or not low <= request.seed <= high
         ):
+            hint = " (leave it empty for a random seed)" if request.seed == -1 else ""
             found.append(
-                Violation("seed", f"{request.seed!r} is outside {low}…{high} for {where}", "seed")
+                Violation(
+                    "seed", f"{request.seed!r} is outside {low}…{high} for {where}{hint}", "seed"
+                )
             )
     if request.fps is not None and "fps" in model.options and request.fps not in model.fps:
         found.append(

@@ -10,6 +10,7 @@ catalog, and the sheet's header says so; the ledger has every row.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -125,8 +126,14 @@ def _detail(row: pd.Series) -> str:
 
 
 def render_contact_sheet(
-    ledger: pd.DataFrame, title: str, frames: FrameSource, workers: int = 2
+    ledger: pd.DataFrame,
+    title: str,
+    frames: FrameSource,
+    workers: int = 2,
+    stills: Callable[[str], Image.Image] | None = None,
 ) -> ContactSheet:
+    """`stills` reads a kept image: the provider's last frame (`last_frame_uri`) is shown in place
+    of the one decoded from the video, where a row asked for it."""
     chosen, note = select_rows(ledger)
     records = [row for _, row in chosen.iterrows()]
 
@@ -134,9 +141,14 @@ def render_contact_sheet(
         if not _has_video(row):
             return "VIDEO LOST" if row["status"] == "succeeded" else str(row["status"]).upper()
         try:
-            return frames(str(row["video_uri"]))
+            first, last = frames(str(row["video_uri"]))
         except FramesUnreadable:
             return "UNREADABLE"
+        frame_uri = row.get("last_frame_uri")
+        if stills is not None and isinstance(frame_uri, str) and frame_uri:
+            with contextlib.suppress(FramesUnreadable):  # else the decoded frame stands in
+                last = stills(frame_uri)
+        return first, last
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # PyAV decodes without the GIL
         contents = list(pool.map(load, records))

@@ -37,6 +37,15 @@ def first_and_last_frames(uri: str, box: int) -> tuple[Image.Image, Image.Image]
         raise FramesUnreadable(f"{type(exc).__name__}: {exc}") from None
 
 
+def still_image(uri: str, box: int) -> Image.Image:
+    """A kept still (the provider's last frame), shrunk to fit a `box` × `box` square."""
+    try:
+        with fsspec.open(uri, "rb") as f, Image.open(f) as image:
+            return _fit(image, box)
+    except (OSError, SyntaxError) as exc:
+        raise FramesUnreadable(f"{type(exc).__name__}: {exc}") from None
+
+
 def _fit(image: Image.Image, box: int) -> Image.Image:
     image = image.convert("RGB")
     image.thumbnail((box, box), Image.Resampling.BILINEAR)

@@ -10,7 +10,7 @@ import PIL.Image
 from seedance_pipeline.ledger.write import read_batch_ledger
 from seedance_pipeline.reports.chart import render_chart
 from seedance_pipeline.reports.contact_sheet import BOX, ContactSheet, render_contact_sheet
-from seedance_pipeline.reports.frames import first_and_last_frames
+from seedance_pipeline.reports.frames import first_and_last_frames, still_image
 from seedance_pipeline.reports.publish import write_png
 from seedance_pipeline.settings import PipelineSettings, ReportUrls
 
@@ -28,7 +28,10 @@ def write_batch_report(settings: PipelineSettings, batch: str) -> BatchReport:
     `settings.reports_url`."""
     ledger = read_batch_ledger(settings, batch)
     sheet = render_contact_sheet(
-        ledger, f"batch {batch}", lambda uri: first_and_last_frames(uri, BOX)
+        ledger,
+        f"batch {batch}",
+        lambda uri: first_and_last_frames(uri, BOX),
+        stills=lambda uri: still_image(uri, BOX),
     )
     budget_left = settings.budget_metadata(settings.store(), batch).get("budget_left_today_usd")
     chart = render_chart(ledger, f"batch {batch}: {len(ledger)} rows", budget_left)

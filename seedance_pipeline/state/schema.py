@@ -45,6 +45,7 @@ requests_table = sa.Table(
     sa.Column("cost_usd", sa.Float),
     sa.Column("video_url", sa.Text),
     sa.Column("video_uri", sa.Text),
+    sa.Column("last_frame_uri", sa.Text),  # the provider's last frame, kept (return_last_frame)
     sa.Column("video_sha256", sa.String(64)),
     sa.Column("video_bytes", sa.BigInteger),
     sa.Column("video_width", sa.Integer),

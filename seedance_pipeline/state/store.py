@@ -69,6 +69,7 @@ class RequestRecord:
     cost_usd: float | None = None
     video_url: str | None = None
     video_uri: str | None = None
+    last_frame_uri: str | None = None
     video_sha256: str | None = None
     video_bytes: int | None = None
     video_width: int | None = None

@@ -7,6 +7,7 @@ key must never reach them.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -16,10 +17,12 @@ from pathlib import Path
 import av
 import fsspec
 import httpx
+from PIL import Image, UnidentifiedImageError
 
-from seedance_pipeline.storage import is_local, local_path, replacing
+from seedance_pipeline.storage import is_local, local_path, replacing, write_bytes_atomic
 
 MAX_VIDEO_BYTES = 2 * 2**30
+MAX_FRAME_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,24 @@ def _finish(local: Path, sha256: str, size: int, destination: str) -> KeptVideo:
         ) from None
     uri = _store(local, destination)
     return KeptVideo(uri, sha256, size, width, height, fps, duration)
+
+
+async def download_frame(http: httpx.AsyncClient, url: str, destination: str) -> str:
+    """Keep a still image the provider made (a video's last frame, asked for with
+    `return_last_frame`): checked to be a readable image, written whole or not at all."""
+    response = await http.get(url)
+    if response.status_code in (403, 404, 410):
+        raise VideoLost(f"the frame URL answered HTTP {response.status_code} (expired or gone)")
+    response.raise_for_status()
+    data = response.content
+    if len(data) > MAX_FRAME_BYTES:
+        raise VideoLost("the frame is larger than 64 MiB")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise VideoLost(f"the frame is not a readable image ({type(exc).__name__})") from None
+    return write_bytes_atomic(destination, data)
 
 
 def file_sha256(uri: str) -> str | None:

@@ -46,6 +46,11 @@ def video_destination(settings: PipelineSettings, record: RequestRecord) -> str:
     return f"{settings.videos}/{record.batch}/{record.request_id}.mp4"
 
 
+def last_frame_destination(settings: PipelineSettings, record: RequestRecord) -> str:
+    """Beside the video: the provider's last frame, where a row asked for it."""
+    return f"{settings.videos}/{record.batch}/{record.request_id}.last.png"
+
+
 def deliver(store: StateStore, settings: PipelineSettings, record: RequestRecord, state_bytes: bytes,
             tokens: int | None, cost: float, seed_used: int | None) -> bool:  # fmt: skip
     """Keep a video that arrived inline and mark the request succeeded."""

@@ -66,6 +66,24 @@ def test_request_ids_depend_on_image_bytes_and_output_parameters_only(
     assert again.records[0].request_id == first.request_id  # stable across reads
 
 
+def test_return_last_frame_is_a_column_and_leaves_the_ids_of_rows_without_it_unchanged(
+    make_image: ImageFactory, tmp_path: Path
+) -> None:
+    from seedance_pipeline.catalog.planning import request_id_for
+    from seedance_pipeline.providers import GenerationRequest
+
+    make_image(800, 600, "JPEG", name="a.jpg")
+    base = {"image": "a.jpg", "prompt": "waves", "provider": "modelark", "resolution": "480p"}
+    result = plan([base, base | {"return_last_frame": "true"}, base | {"return_last_frame": "no"}],
+                  tmp_path)  # fmt: skip
+    asked = [r.request.get("return_last_frame") for r in result.records]
+    assert asked == [None, True, False] and len({r.request_id for r in result.records}) == 3
+    # The id of a request without the column is what it was before the column existed.
+    request = GenerationRequest(provider="modelark", model="seedance-1-0-lite-i2v-250428",
+                                image="a.jpg", prompt="waves", seed=7)  # fmt: skip
+    assert request_id_for(request, "ab" * 32, None) == "239f3552103818f2a0e881160ebeb545"
+
+
 def test_defaults_fill_missing_values_and_batches_are_path_safe(
     make_image: ImageFactory, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
+from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer, Faults
 from seedance_pipeline_tests.conftest import ImageFactory
 
 BEARER = {"Authorization": "Bearer sk-test"}
@@ -196,6 +196,37 @@ def test_modelark_rejects_unsupported_fields_and_reads_inline_flags(
         json={"model": "seedance-1-0-lite-i2v-250428", "content": [image], "colour": "red"},
     )
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "colour"
+    nulls = {"colour": None, "draft": None, "frames": None, "priority": None, "seed": None}
+    for name, value in [("draft", True), ("priority", 1), ("output_format", "mp4")]:
+        refused = http.post(
+            path,
+            headers=BEARER,
+            json={"model": "seedance-1-0-lite-i2v-250428", "content": [image], name: value},
+        )
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == name
+    as_null = http.post(
+        path,
+        headers=BEARER,
+        json={"model": "seedance-1-0-lite-i2v-250428", "content": [image], **nulls},
+    )
+    assert as_null.status_code == 200  # null is absent: the official client sends it for all
+    plain_string = http.post(
+        path,
+        headers=BEARER,
+        json={
+            "model": "seedance-1-0-lite-i2v-250428",
+            "content": [{"type": "image_url", "image_url": "https://example.com/a.png"}],
+        },
+    )
+    assert plain_string.status_code == 400
+    assert plain_string.json()["error"]["code"] == "InvalidParameter"
+    for frames in (30, 293):  # not 25 + 4n; beyond 289
+        bad_frames = http.post(
+            path,
+            headers=BEARER,
+            json={"model": "seedance-1-0-lite-i2v-250428", "content": [image], "frames": frames},
+        )
+        assert bad_frames.status_code == 400 and bad_frames.json()["error"]["param"] == "frames"
     bad_flag = http.post(
         path,
         headers=BEARER,
@@ -230,7 +261,7 @@ def test_modelark_rejects_unsupported_fields_and_reads_inline_flags(
     )
     assert int(task["usage"]["completion_tokens"]) == 480 * 864 * 24 * 3 // 1024
     listed = http.get(path, headers=BEARER, params={"filter.status": "succeeded"}).json()
-    assert listed["total"] == 1 and listed["items"][0]["id"] == created.json()["id"]
+    assert created.json()["id"] in {item["id"] for item in listed["items"]}
     unauthorised = http.get(f"{path}/{created.json()['id']}")
     assert (
         unauthorised.status_code == 401
@@ -329,3 +360,16 @@ def test_faults_and_audit_are_reachable_over_http(
 def test_the_emulator_refuses_to_listen_off_loopback(host: str) -> None:
     with pytest.raises(ValueError, match="only listens on loopback"):
         EmulatorServer(host=host)
+
+
+def test_novita_reports_an_expired_task_as_failed_with_its_reason(
+    http: httpx.Client, emulator: EmulatorServer, make_image: ImageFactory
+) -> None:
+    """No expiry status is documented, and Novita's official client knows only four statuses."""
+    emulator.state.set_faults("novita", Faults(expire_rate=1.0))
+    body = {"image": data_uri(make_image()), "resolution": "480p"}
+    created = http.post("/novita/v3/async/seedance-v1-lite-i2v", headers=BEARER, json=body)
+    path = f"/novita/v3/async/task-result?task_id={created.json()['task_id']}"
+    result = wait_for(http, path, "TASK_STATUS_FAILED", headers=BEARER)
+    assert "expired" in result["task"]["reason"]
+    assert all(isinstance(v, int) for v in result["extra"]["debug_info"].values())

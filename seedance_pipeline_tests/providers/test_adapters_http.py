@@ -136,6 +136,29 @@ def test_request_bodies_follow_each_providers_document(make_image: ImageFactory)
     )
     assert pro_ark.json["content"][0] == {"type": "text", "text": PROMPT}
 
+    chained = adapter_for("modelark").build_submit(
+        gen("modelark", "seedance-1-0-lite-i2v-250428", image, return_last_frame=True)
+    )
+    assert (
+        chained.json is not None and chained.json["return_last_frame"] is True
+    )  # a field, no flag
+    assert "return_last_frame" not in chained.json["content"][0]["text"]
+    refused = adapter_for("novita").validate(
+        gen("novita", "seedance-v1-lite-i2v", image, return_last_frame=True)
+    )
+    assert [(v.field, v.rule) for v in refused] == [("return_last_frame", "unsupported")]
+
+    aiml = adapter_for("aimlapi")
+    model = "bytedance/seedance-1-0-lite-i2v"
+    plain = aiml.build_submit(gen("aimlapi", model, image))
+    unmarked = aiml.build_submit(gen("aimlapi", model, image, watermark=False))
+    marked = aiml.build_submit(gen("aimlapi", model, image, watermark=True))
+    assert plain.json is not None and unmarked.json is not None and marked.json is not None
+    assert "watermark" not in plain.json and "watermark" not in unmarked.json  # deprecated
+    assert marked.json["watermark"] is True
+    refused = aiml.validate(gen("aimlapi", model, image, seed=-1))  # -1 is not documented there
+    assert [v.field for v in refused] == ["seed"] and "leave it empty" in str(refused[0])
+
     seg = adapter_for("segmind").build_submit(
         gen("segmind", "seedance-v1-lite-image-to-video", image, last_image=str(image))
     )
@@ -417,7 +440,9 @@ def test_documented_quirks_parse_the_same_as_the_plain_shape(
     emulator: EmulatorServer, make_image: ImageFactory, provider: str
 ) -> None:
     """The emulator alternates plain and quirky answers (string numbers, `extra: {}`, `waiting` and
-    `active`, TTL "0"); both must parse to the same facts."""
+    `active`, TTL "0"); both must parse to the same facts. ModelArk's string numbers contradict
+    its official client, so they are a fault the test turns on."""
+    emulator.state.set_faults("modelark", Faults(string_numbers=True))
 
     async def go():  # type: ignore[no-untyped-def]
         async with client_for(emulator, provider) as client:
@@ -462,6 +487,33 @@ def test_aimlapi_in_progress_words_from_samples_are_in_progress() -> None:
     ]:
         answer = HttpAnswer(200, {}, f'{{"id": "g1", "status": "{word}"}}'.encode())
         assert adapter.parse_poll(answer).status is status
+
+
+def test_novita_accepts_the_documented_sample_and_the_clients_forms() -> None:
+    """The sample's empty `debug_info` strings and the client's integers; an undocumented
+    `TASK_STATUS_EXPIRED` and the emulator's failure whose reason says the task expired."""
+    import json
+
+    from seedance_pipeline.providers.base import HttpAnswer
+
+    adapter = adapter_for("novita")
+    debug_forms = [
+        {"submit_time_ms": "", "execute_time_ms": "", "complete_time_ms": ""},
+        {"submit_time_ms": 1743414619000, "execute_time_ms": 0, "complete_time_ms": 0},
+    ]
+    for debug in debug_forms:
+        body = {"extra": {"seed": "5", "debug_info": debug},
+                "task": {"task_id": "t1", "status": "TASK_STATUS_QUEUED"}}  # fmt: skip
+        state = adapter.parse_poll(HttpAnswer(200, {}, json.dumps(body).encode()))
+        assert state.status is TaskStatus.QUEUED and state.seed_used == 5
+    for status, reason in [
+        ("TASK_STATUS_EXPIRED", ""),
+        ("TASK_STATUS_FAILED", "task expired: execution_expires_after reached"),
+    ]:
+        body = {"task": {"task_id": "t1", "status": status, "reason": reason}}
+        state = adapter.parse_poll(HttpAnswer(200, {}, json.dumps(body).encode()))
+        assert state.status.terminal and state.status is not TaskStatus.SUCCEEDED
+        assert state.error is not None and state.error.kind is ErrorKind.TASK_EXPIRED
 
 
 def test_modelark_cancels_a_queued_task(emulator: EmulatorServer, make_image: ImageFactory) -> None:

@@ -16,6 +16,7 @@ import seedance_pipeline.providers
 from seedance_pipeline.emulator import EmulatorServer
 from seedance_pipeline.emulator.app import dialect_class
 from seedance_pipeline.emulator.dialect import Dialect
+from seedance_pipeline.emulator.modelark import API_OPTIONS
 from seedance_pipeline.providers import ProviderAdapter, adapter_class, adapter_for, provider_names
 from seedance_pipeline.providers.facts import OPTIONS, load_facts
 from seedance_pipeline_tests.conftest import MODELS
@@ -78,6 +79,8 @@ def test_every_model_has_consistent_defaults_for_validation(provider: str, model
         assert model.service_tiers
     if "fps" in model.options:
         assert model.fps
+    assert model.api_options <= set(API_OPTIONS), model.api_options - set(API_OPTIONS)
+    assert ("frames" in model.api_options) == (model.frames_range is not None)
     if model.execution_expires_after_default is not None:
         assert model.execution_expires_after_range is not None
         low, high = model.execution_expires_after_range

@@ -23,6 +23,26 @@ def test_the_worked_example_lite_720p_16_9_5s_is_102960_tokens() -> None:
     assert estimate.usd == pytest.approx(0.185328)
 
 
+@pytest.mark.parametrize(
+    "model,usd_per_million",
+    [("seedance-1-0-pro-250528", 2.5), ("seedance-1-0-pro-fast-251015", 1.0)],
+)
+def test_modelark_10_pro_and_pro_fast_are_priced_per_token_at_their_list_prices(
+    model: str, usd_per_million: float
+) -> None:
+    adapter = adapter_for("modelark")
+    worked = adapter.estimate_cost(
+        request("modelark", model, resolution="720p", aspect_ratio="16:9", duration=5)
+    )
+    assert worked.tokens == 102_960 and worked.usd == pytest.approx(0.10296 * usd_per_million)
+    full_hd = adapter.estimate_cost(request("modelark", model, aspect_ratio="16:9", duration=12))
+    assert full_hd.tokens == 1920 * 1088 * 24 * 12 // 1024  # 1080p is their default
+    done = TaskState(task_id="t", status=TaskStatus.SUCCEEDED, tokens=200_000)
+    assert adapter.actual_cost(request("modelark", model), done).usd == pytest.approx(
+        0.2 * usd_per_million
+    )
+
+
 def test_defaults_are_the_models_documented_defaults() -> None:
     # Novita lite defaults: 720p (our explicit default), 16:9, 5 s.
     assert adapter_for("novita").estimate_cost(request()).tokens == 102_960

@@ -49,9 +49,11 @@ def test_other_formats_are_refused_by_name(make_image: ImageFactory, fmt: str) -
         ((300, 400), False),
         ((5999, 3000), True),  # long side must be < 6000
         ((6000, 3000), False),
-        ((1000, 2500), True),  # ratio 0.4 is inside
+        ((1000, 2500), False),  # ratio 0.4 is outside the open interval (0.4, 2.5)
+        ((1001, 2500), True),  # 0.4004
         ((1000, 2600), False),  # 0.385
-        ((2500, 1000), True),  # ratio 2.5 is inside
+        ((2500, 1000), False),  # ratio 2.5 is outside too
+        ((2499, 1000), True),  # 2.499
         ((2510, 1000), False),  # 2.51
     ],
 )
@@ -63,11 +65,11 @@ def test_size_and_ratio_limits_are_exact(
 
 
 def test_bytes_over_the_limit_are_refused(make_image: ImageFactory) -> None:
-    limit = 30 * 2**20
+    limit = 30_000_000  # "30MB", read strictly: not 30 MiB
     assert violations(make_image(640, 480, "JPEG", pad_to=limit)) == []
     found = violations(make_image(640, 480, "JPEG", pad_to=limit + 1))
     assert rules(found) == {("image", "bytes")}
-    assert "30 MiB" in str(found[0])
+    assert "30 MB (30,000,000 bytes)" in str(found[0])
 
 
 def test_exif_rotation_gives_the_displayed_size(make_image: ImageFactory) -> None:
@@ -224,22 +226,28 @@ def test_every_violation_of_a_row_is_reported_at_once(make_image: ImageFactory) 
             ("service_tier", "unsupported"),
         ),
         ("novita", "seedance-v9", {}, ("model", "enum")),
+        ("modelark", "seedance-1-0-pro-250528", {"duration": 13}, ("duration", "duration")),
+        ("modelark", "seedance-1-0-pro-250528", {"generate_audio": True}, ("generate_audio", "unsupported")),
+        ("modelark", "seedance-1-0-pro-fast-251015", {"resolution": "2k"}, ("resolution", "enum")),
+        ("modelark", "seedance-1-0-pro-fast-251015", {"last_image": "x.png"}, ("last_image", "unsupported")),
+        ("aimlapi", "bytedance/seedance-1-0-lite-i2v", {"prompt": "p", "seed": -1}, ("seed", "seed")),
     ],
-)
+)  # fmt: skip
 def test_model_specific_rules(
     make_image: ImageFactory, provider: str, model: str, fields: dict, expected: tuple[str, str]
 ) -> None:
     assert expected in rules(violations(make_image(1280, 720), provider, model, **fields))
 
 
+@pytest.mark.parametrize(
+    "model",
+    ["seedance-1-0-lite-i2v-250428", "seedance-1-0-pro-250528", "seedance-1-0-pro-fast-251015"],
+)
 @pytest.mark.parametrize("duration", [2, 12])
-def test_modelark_lite_takes_any_duration_in_its_range(
-    make_image: ImageFactory, duration: int
+def test_modelark_10_models_take_any_duration_in_their_range(
+    make_image: ImageFactory, model: str, duration: int
 ) -> None:
-    assert (
-        violations(make_image(), "modelark", "seedance-1-0-lite-i2v-250428", duration=duration)
-        == []
-    )
+    assert violations(make_image(), "modelark", model, duration=duration) == []
 
 
 def test_decompression_bombs_are_refused_without_decoding(tmp_path: Path) -> None:

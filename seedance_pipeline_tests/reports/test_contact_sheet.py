@@ -91,3 +91,21 @@ def test_summaries_count_per_provider_and_group_failures_with_one_example() -> N
         2,
         "img-5",
     )
+
+
+def test_the_providers_last_frame_replaces_the_decoded_one_where_a_row_has_it() -> None:
+    ledger = synthetic_ledger(3, failed_every=100, rejected_every=100).iloc[1:]  # two successes
+    ledger = ledger.assign(last_frame_uri=["/videos/1.last.png", None])
+    blue, red = Image.new("RGB", (40, 40), (30, 120, 200)), Image.new("RGB", (40, 40), (255, 0, 0))
+    asked: list[str] = []
+
+    def stills(uri: str) -> Image.Image:
+        asked.append(uri)
+        return red
+
+    sheet = render_contact_sheet(ledger, "batch chained", lambda uri: (blue, blue), stills=stills)
+    assert asked == ["/videos/1.last.png"] and sheet.video_tiles == 2
+    colours = {colour for _, colour in sheet.image.getcolors(maxcolors=2**20) or []}
+    assert (255, 0, 0) in colours
+    without = render_contact_sheet(ledger, "batch chained", lambda uri: (blue, blue))
+    assert (255, 0, 0) not in {c for _, c in without.image.getcolors(maxcolors=2**20) or []}
