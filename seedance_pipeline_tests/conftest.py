@@ -52,18 +52,15 @@ class S3:
         return "/".join([f"s3://{self.bucket}", *parts])
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
+def pytest_runtest_setup(item: pytest.Item) -> None:
     """Under `--dist loadgroup` xdist tells its scheduler a test's `xdist_group` by appending
-    `@group` to the node id; where that no longer works (pytest 9.2: pytest-xdist#1386) the groups
-    would be ignored without a word, and tests that must share a worker would each start their own
-    `dagster dev`, at once."""
-    config = session.config
-    if not hasattr(config, "workerinput") or config.getoption("dist", "no") != "loadgroup":
-        return
-    ungrouped = [item.nodeid for item in session.items
-                 if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]  # fmt: skip
-    if ungrouped:
-        raise pytest.UsageError(f"xdist_group marks are ignored by this pytest/xdist: {ungrouped}")
+    `@group` to the node id. Where that no longer works (pytest 9.2: pytest-xdist#1386) the groups
+    are ignored without a word, and tests that must share a worker would each start their own
+    `dagster dev`, at once: they fail instead, saying why."""
+    grouping = getattr(item.config.option, "loadgroup", False)  # set by xdist in its workers
+    if grouping and item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+        pytest.fail("this pytest/xdist ignores xdist_group marks (pytest-xdist#1386): "
+                    "install pytest<9.2 as the dev extra says", pytrace=False)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

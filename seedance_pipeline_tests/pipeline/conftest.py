@@ -112,6 +112,8 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def shared_dagster_dev(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SharedDagsterDev]:
+    """This worker's shared `dagster dev` runs, known to the teardown hook through the stash."""
+
     def write_shared_catalog(folder: Path) -> Path:
         return write_catalog(folder, image_factory(folder))
 
