@@ -122,13 +122,21 @@ def local_cluster(bin_dir: Path) -> Iterator[PostgresServer]:
                 f"{Path(args[0]).name} failed ({done.returncode}): {done.stderr.strip()[-2000:]}\n{tail}"
             )
 
-    port = free_port()
-    options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} "
-               "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")  # fmt: skip
     try:
         run(str(bin_dir / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={pwfile}",
             "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale")  # fmt: skip
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")  # fmt: skip
+        # Parallel test workers each start a cluster: another process may take the free port
+        # before this server binds it, so a port taken in between is tried again with a new one.
+        for attempt in range(3):
+            port = free_port()
+            options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} "
+                       "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")  # fmt: skip
+            try:
+                run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")  # fmt: skip
+                break
+            except PostgresUnavailable as exc:
+                if attempt == 2 or "Address already in use" not in str(exc):
+                    raise
         try:
             yield PostgresServer(
                 sa.URL.create(

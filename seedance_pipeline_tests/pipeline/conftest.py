@@ -1,8 +1,10 @@
 """A small catalog, a data directory and Dagster definitions pointed at the test's emulator; every
-pipeline test runs on both state-store backends."""
+pipeline test runs on both state-store backends. The tests that look at a real `dagster dev` share
+one per backend (`finished_dagster_dev`), run first and one after another: they are the longest."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +15,10 @@ import pytest
 from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorServer
 from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline_tests.conftest import ImageFactory
+from seedance_pipeline_tests.conftest import ImageFactory, image_factory
+from seedance_pipeline_tests.pipeline.dagster_dev import FinishedPipeline, SharedDagsterDev
+
+SHARED_DEV = pytest.StashKey[SharedDagsterDev]()
 
 
 @dataclass
@@ -79,3 +84,54 @@ def pipeline(tmp_path: Path, emulator: EmulatorServer, make_image: ImageFactory)
     return Pipeline(
         resource, build_definitions(resource), dg.DagsterInstance.ephemeral(), emulator, catalog
     )
+
+
+def backend_of(item: pytest.Item) -> str | None:
+    """The state backend of a test that uses the shared `dagster dev`, else None."""
+    if "finished_dagster_dev" not in getattr(item, "fixturenames", ()):
+        return None
+    callspec = getattr(item, "callspec", None)
+    return str(callspec.params["state_url"]) if callspec else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The shared `dagster dev` tests first, SQLite's before PostgreSQL's: the longest work starts
+    at once on its (xdist) worker, and each backend's instance can stop when its tests are done."""
+    order = {"sqlite": 0, "postgresql": 1}
+    items.sort(key=lambda item: order.get(backend_of(item) or "", 2))
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop each shared `dagster dev` as soon as this worker's next test does not use it."""
+    shared = item.config.stash.get(SHARED_DEV, None)
+    if shared is not None and backend_of(item) is not None:
+        shared.release(keep=backend_of(nextitem) if nextitem is not None else None)
+
+
+@pytest.fixture(scope="session")
+def shared_dagster_dev(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedDagsterDev]:
+    """This worker's shared `dagster dev` runs, known to the teardown hook through the stash."""
+
+    def write_shared_catalog(folder: Path) -> Path:
+        return write_catalog(folder, image_factory(folder))
+
+    shared = SharedDagsterDev(tmp_path_factory.mktemp, write_shared_catalog)
+    request.config.stash[SHARED_DEV] = shared
+    try:
+        yield shared
+    finally:
+        shared.release()
+        del request.config.stash[SHARED_DEV]
+
+
+@pytest.fixture
+def finished_dagster_dev(
+    shared_dagster_dev: SharedDagsterDev, request: pytest.FixtureRequest
+) -> FinishedPipeline:
+    """The real `dagster dev` of this test's state backend, after its daemon has run the pipeline
+    over `write_catalog` to a complete ledger; shared by the tests of that backend."""
+    backend = backend_of(request.node)
+    assert backend is not None, "finished_dagster_dev needs the state_url parameter"
+    return shared_dagster_dev.finished(backend, lambda: request.getfixturevalue("postgres"))

@@ -1,6 +1,8 @@
 """The real `dagster dev` (webserver and daemon) for end-to-end tests: started on a free loopback
 port with its own DAGSTER_HOME and data directory, driven through its GraphQL API, and waited on
-until the daemon's sensors have written a complete ledger."""
+until the daemon's sensors have written a complete ledger. `SharedDagsterDev` runs the pipeline
+once per state backend for every test that looks at the result: a start and a run through the
+daemon's sensor intervals cost minutes."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,17 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from seedance_pipeline.emulator import EmulatorServer
-from seedance_pipeline.settings import settings_from
+from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
+from seedance_pipeline.settings import _STORES, PipelineSettings
 from seedance_pipeline.state.lifecycle import OPEN
+from seedance_pipeline.state.schema import default_state_url
+from seedance_pipeline_tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
+# Novita's real key in the shared run: its rows go to the emulator as to the real provider, and the
+# tests look for the key everywhere it must not be.
+SECRET = "sk-live-e2e-NEVER-LOGGED-7777"
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {
   launchRun(executionParams: $params) {
@@ -72,7 +79,8 @@ class DagsterDev:
     def wait_for_ledger(self, batches: list[str], timeout_s: float = 300) -> pd.DataFrame:
         """Until no request is open and each of `batches` has a ledger partition with none open
         either (a ledger can be written before its batch finishes); returns the whole ledger."""
-        store = settings_from(data_dir=str(self.data)).store()
+        state_url = self.env.get("SEEDANCE_STATE_URL") or default_state_url(self.data)
+        store = PipelineSettings(data_dir=str(self.data), state_url=state_url).store()
         expected = sorted(f"batch={b}" for b in batches)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -89,7 +97,7 @@ class DagsterDev:
             assert time.monotonic() < deadline, (
                 f"not complete: {[r.status for r in records]} {ledger_files}"
             )
-            time.sleep(2)
+            time.sleep(0.5)
 
 
 @contextmanager
@@ -98,11 +106,13 @@ def dagster_dev(
 ) -> Iterator[DagsterDev]:
     """`dagster dev` from the repo root (its `workspace.yaml`) with a fresh DAGSTER_HOME and data
     directory under `tmp_path`, providers without a key in `emulator`, no real key inherited, and
-    `env` on top; yields once GraphQL answers, and stops the whole process group afterwards."""
+    `env` on top (SQLite in the data directory unless it sets SEEDANCE_STATE_URL); yields once
+    GraphQL answers, and stops the whole process group afterwards."""
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
     port = free_port()
-    full_env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.endswith("_API_KEY") and k != "SEEDANCE_STATE_URL"}  # fmt: skip
     full_env |= {"DAGSTER_HOME": str(home), "SEEDANCE_DATA_DIR": str(data), "SEEDANCE_CATALOG": str(catalog),
                  "SEEDANCE_SANDBOX_URL": emulator.url, **(env or {})}  # fmt: skip
     log_path = tmp_path / "dagster_dev.log"
@@ -121,7 +131,7 @@ def dagster_dev(
                 except httpx.HTTPError:
                     pass
                 assert time.monotonic() < deadline, "dagster dev did not come up"
-                time.sleep(1)
+                time.sleep(0.5)
             yield dev
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -129,3 +139,67 @@ def dagster_dev(
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+def dispose_store(url: str) -> None:
+    """Close the test process's pooled connections to a database about to be dropped."""
+    store = _STORES.pop(url, None)
+    if store is not None:
+        store.engine.dispose()
+
+
+@dataclass
+class FinishedPipeline:
+    """A `dagster dev` whose daemon has run the pipeline over `write_catalog`'s two batches to a
+    complete ledger, with Novita's rows sent under the real key `SECRET`."""
+
+    dev: DagsterDev
+    emulator: EmulatorServer  # this run's own: its audit holds this run's tasks only
+    ledger: pd.DataFrame
+
+
+class SharedDagsterDev:
+    """One `FinishedPipeline` per state backend, started on first use and stopped by `release` or
+    at the end of the session. A start that failed is not tried again: its error is repeated."""
+
+    def __init__(
+        self, folders: Callable[[str], Path], write_catalog: Callable[[Path], Path]
+    ) -> None:
+        self._folders, self._write_catalog = folders, write_catalog
+        self._runs: dict[str, tuple[ExitStack, FinishedPipeline]] = {}
+        self._failed: dict[str, str] = {}
+
+    def finished(self, backend: str, postgres: Callable[[], PostgresServer]) -> FinishedPipeline:
+        if backend in self._failed:
+            raise AssertionError(
+                f"the shared dagster dev ({backend}) failed earlier: {self._failed[backend]}"
+            )
+        if backend not in self._runs:
+            stack = ExitStack()
+            try:
+                self._runs[backend] = (stack, self._start(backend, postgres, stack))
+            except BaseException as exc:
+                self._failed[backend] = f"{type(exc).__name__}: {exc}"
+                stack.close()
+                raise
+        return self._runs[backend][1]
+
+    def _start(
+        self, backend: str, postgres: Callable[[], PostgresServer], stack: ExitStack
+    ) -> FinishedPipeline:
+        folder = self._folders(f"dagster_dev_{backend}")
+        emulator = stack.enter_context(EmulatorServer(EmulatorConfig(queued_s=0.1, running_s=0.3)))
+        env = {"NOVITA_API_KEY": SECRET, "NOVITA_BASE_URL": emulator.base_url("novita")}
+        if backend == "postgresql":
+            server = postgres()
+            url = server.url(stack.enter_context(server.database()))
+            stack.callback(dispose_store, url)
+            env["SEEDANCE_STATE_URL"] = url
+        dev = stack.enter_context(dagster_dev(folder, self._write_catalog(folder), emulator, env))
+        dev.launch("catalog_job")
+        return FinishedPipeline(dev, emulator, dev.wait_for_ledger(["alpha", "beta"]))
+
+    def release(self, keep: str | None = None) -> None:
+        """Stop every started `dagster dev` but `keep`'s: an idle daemon still ticks its sensors."""
+        for backend in [b for b in self._runs if b != keep]:
+            self._runs.pop(backend)[0].close()

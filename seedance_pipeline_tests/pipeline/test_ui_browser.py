@@ -1,5 +1,5 @@
-"""Seen as a person sees it: the Dagster UI of a real `dagster dev` that has run the pipeline, opened
-in headless Chromium. Screenshots go to `SEEDANCE_TEST_ARTIFACTS` (a pytest temporary folder when
+"""Seen as a person sees it: the Dagster UI of a real `dagster dev` that has run the pipeline (the
+run `test_dagster_dev` checks, shared through `finished_dagster_dev`), opened in headless Chromium. Screenshots go to `SEEDANCE_TEST_ARTIFACTS` (a pytest temporary folder when
 unset), and one more on failure, with the `dagster dev` log beside it."""
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ import pandas as pd
 import pytest
 
 from seedance_pipeline.definitions import defs
-from seedance_pipeline.emulator import EmulatorServer
-from seedance_pipeline_tests.conftest import ImageFactory
-from seedance_pipeline_tests.pipeline.conftest import write_catalog
-from seedance_pipeline_tests.pipeline.dagster_dev import dagster_dev, graphql
+from seedance_pipeline_tests.pipeline.dagster_dev import FinishedPipeline, graphql
 
 CHROMIUM = Path(os.environ.get("SEEDANCE_CHROMIUM", "/usr/bin/chromium"))
 # Without the background-networking flags, Chromium's own calls home are refused by the closed
@@ -97,65 +94,61 @@ def metadata_value(page: Any, label: str) -> str:
 # What the UI shows does not depend on the state store: one backend is enough (a dagster dev run
 # costs minutes).
 @pytest.mark.parametrize("state_url", ["sqlite"], indirect=True)
+@pytest.mark.xdist_group("dagster_dev")  # on the worker of test_dagster_dev, whose run it shares
 def test_the_ui_shows_every_asset_and_a_finished_batchs_ledger_metadata(
-    tmp_path: Path, make_image: ImageFactory, emulator: EmulatorServer, page: Any, artifacts: Path
+    finished_dagster_dev: FinishedPipeline, page: Any, artifacts: Path
 ) -> None:
     from playwright.sync_api import expect
 
     asset_names = sorted(key.to_user_string() for key in defs.resolve_all_asset_keys())
-    catalog = write_catalog(tmp_path, make_image)
-    # One batch is enough to see, and each batch costs the daemon more runs on a busy machine.
-    pd.read_csv(catalog).query("batch == @BATCH").to_csv(catalog, index=False)
-    with dagster_dev(tmp_path, catalog, emulator) as dev:
-        try:
-            dev.launch("catalog_job")
-            dev.wait_for_ledger([BATCH])
-            # What clicking "Skip" on the community pop-up (shown on localhost only) records.
-            graphql(dev.url, "mutation { setNuxSeen }")
+    dev = finished_dagster_dev.dev
+    try:
+        # What clicking "Skip" on the community pop-up (shown on localhost only) records.
+        graphql(dev.url, "mutation { setNuxSeen }")
 
-            # The global lineage graph: a node per asset, every one inside the window, each
-            # with its live state loaded.
-            page.goto(f"{dev.url}/asset-groups")
-            nodes = page.locator("foreignObject")  # the graph's nodes, not the sidebar's list
-            for name in asset_names:
-                expect(nodes.get_by_text(name, exact=True)).to_be_in_viewport()
-            expect(nodes.get_by_text("Loading...")).to_have_count(0)
-            ledger_node = nodes.filter(has=page.get_by_text("batch_ledger", exact=True))
-            expect(ledger_node.get_by_text("100% filled")).to_be_visible()
-            page.screenshot(path=artifacts / "ui_asset_graph.png")
+        # The global lineage graph: a node per asset, every one inside the window, each
+        # with its live state loaded.
+        page.goto(f"{dev.url}/asset-groups")
+        nodes = page.locator("foreignObject")  # the graph's nodes, not the sidebar's list
+        for name in asset_names:
+            expect(nodes.get_by_text(name, exact=True)).to_be_in_viewport()
+        expect(nodes.get_by_text("Loading...")).to_have_count(0)
+        ledger_node = nodes.filter(has=page.get_by_text("batch_ledger", exact=True))
+        expect(ledger_node.get_by_text("100% filled")).to_be_visible()
+        page.screenshot(path=artifacts / "ui_asset_graph.png")
 
-            # The ledger asset's page for the finished batch: its latest materialisation and
-            # what its metadata says, against the ledger file itself.
-            latest = graphql(dev.url, LATEST_LEDGER, {"partitions": [BATCH]})
-            run_id = latest["data"]["assetOrError"]["assetMaterializations"][0]["runId"]
-            page.goto(f"{dev.url}/assets/batch_ledger?view=partitions&partition={BATCH}")
-            expect(page.get_by_text("Latest materialization")).to_be_visible()
-            expect(page.get_by_text(run_id[:8], exact=True)).to_be_visible()
-            for label in LEDGER_METADATA:
-                expect(page.get_by_role("cell", name=label, exact=True)).to_be_visible()
-                assert metadata_value(page, label), f"{label} is shown without a value"
-            page.screenshot(path=artifacts / "ui_batch_ledger.png")
+        # The ledger asset's page for the finished batch: its latest materialisation and
+        # what its metadata says, against the ledger file itself.
+        latest = graphql(dev.url, LATEST_LEDGER, {"partitions": [BATCH]})
+        run_id = latest["data"]["assetOrError"]["assetMaterializations"][0]["runId"]
+        page.goto(f"{dev.url}/assets/batch_ledger?view=partitions&partition={BATCH}")
+        expect(page.get_by_text("Latest materialization")).to_be_visible()
+        expect(page.get_by_text(run_id[:8], exact=True)).to_be_visible()
+        for label in LEDGER_METADATA:
+            expect(page.get_by_role("cell", name=label, exact=True)).to_be_visible()
+            assert metadata_value(page, label), f"{label} is shown without a value"
+        page.screenshot(path=artifacts / "ui_batch_ledger.png")
 
-            path = dev.data / "ledger" / f"batch={BATCH}" / "part-0.parquet"
-            assert metadata_value(page, "path") == str(path)
-            written = pd.read_parquet(path)
-            assert int(metadata_value(page, "rows")) == len(written) == 3
-            assert json.loads(metadata_value(page, "by_status")) == dict(
-                written["status"].value_counts()
-            ) == {"succeeded": 2, "rejected": 1}  # fmt: skip
-            assert float(metadata_value(page, "cost_usd")) == pytest.approx(
-                written["cost_usd"].fillna(0).sum()
-            )
-            assert float(metadata_value(page, "cost_usd")) > 0
-            sheet = dev.data / "reports" / f"batch={BATCH}" / "contact_sheet.png"
-            assert metadata_value(page, "batch_report") == str(sheet)
-            # The link is written with the ledger; the report is drawn later in the same run.
-            deadline = time.monotonic() + 120
-            while not sheet.is_file():
-                assert time.monotonic() < deadline, f"no batch report at {sheet}"
-                time.sleep(1)
-        except BaseException:
-            shutil.copy(dev.log, artifacts / "ui_dagster_dev.log")
-            with contextlib.suppress(Exception):  # a dead browser must not hide the failure
-                page.screenshot(path=artifacts / "ui_failure.png")
-            raise
+        path = dev.data / "ledger" / f"batch={BATCH}" / "part-0.parquet"
+        assert metadata_value(page, "path") == str(path)
+        written = pd.read_parquet(path)
+        assert int(metadata_value(page, "rows")) == len(written) == 3
+        assert json.loads(metadata_value(page, "by_status")) == dict(
+            written["status"].value_counts()
+        ) == {"succeeded": 2, "rejected": 1}  # fmt: skip
+        assert float(metadata_value(page, "cost_usd")) == pytest.approx(
+            written["cost_usd"].fillna(0).sum()
+        )
+        assert float(metadata_value(page, "cost_usd")) > 0
+        sheet = dev.data / "reports" / f"batch={BATCH}" / "contact_sheet.png"
+        assert metadata_value(page, "batch_report") == str(sheet)
+        # The link is written with the ledger; the report is drawn later in the same run.
+        deadline = time.monotonic() + 120
+        while not sheet.is_file():
+            assert time.monotonic() < deadline, f"no batch report at {sheet}"
+            time.sleep(1)
+    except BaseException:
+        shutil.copy(dev.log, artifacts / "ui_dagster_dev.log")
+        with contextlib.suppress(Exception):  # a dead browser must not hide the failure
+            page.screenshot(path=artifacts / "ui_failure.png")
+        raise
