@@ -24,8 +24,8 @@ CATALOG_INTERVAL_S = 30
     description=(
         "Watches the catalog file's checksum; when it changes (or on first start) launches "
         "`catalog_job`, which validates the rows and registers new batches as partitions. Its "
-        "ticks name the batches in the catalog and those already registered, or say why it "
-        "skipped (catalog unchanged, missing or unreadable)."
+        "ticks name the batches in the catalog and those already registered, or say that it is "
+        "unchanged; a catalog that is missing or cannot be read fails the tick with the reason."
     ),
 )
 def catalog_sensor(
@@ -33,10 +33,11 @@ def catalog_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     settings = seedance.settings()
     registered = sorted(context.instance.get_dynamic_partitions(str(batches.name)))
+    # A catalog that cannot be read fails the tick: red in the UI, with the reason on one line.
     try:
         digest = catalog_digest(settings.catalog)
     except FileNotFoundError:
-        return dg.SkipReason(f"no catalog at {settings.catalog}")
+        raise CatalogError(f"no catalog at {settings.catalog}") from None
     if digest == context.cursor:
         return dg.SkipReason(
             f"catalog unchanged (sha256 {digest[:12]}); {len(registered)} batches registered: "
@@ -45,7 +46,7 @@ def catalog_sensor(
     try:  # the batch column only: cheap, and a broken catalog is reported here, not by a failed run
         named = batch_names(read_catalog(settings.catalog), settings.defaults.batch)
     except CatalogError as exc:
-        return dg.SkipReason(f"catalog changed (sha256 {digest[:12]}) but cannot be read: {exc}")
+        raise CatalogError(f"the catalog {settings.catalog} cannot be read: {exc}") from None
     new = [b for b in named if b not in registered]
     context.log.info(
         f"catalog changed (sha256 {digest[:12]}): launched catalog_job to validate it and register "

@@ -8,6 +8,7 @@ import dagster as dg
 
 from seedance_pipeline.jobs import ledger_job, submit_batch_job
 from seedance_pipeline.metadata import short_list
+from seedance_pipeline.partitions import batches
 from seedance_pipeline.polling.tick import plan_tick
 from seedance_pipeline.resources import SeedanceResource
 
@@ -57,19 +58,26 @@ def task_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     last_count_at, ledgers_launched = _read_cursor(context.cursor)
     plan = plan_tick(seedance.settings(), ledgers_launched, last_count_at, TASK_INTERVAL_S)
-    ledger_batches = sorted(plan.ledger_batches)
+    # A batch the catalog job has recorded but not yet registered as a partition waits a tick:
+    # a run for it would fail, and its ledger is not marked launched, so it follows once registered.
+    registered = set(context.instance.get_dynamic_partitions(str(batches.name)))
+    unregistered = sorted({*plan.ledger_batches, *plan.submit_batches} - registered)
+    ledger_batches = sorted(b for b in plan.ledger_batches if b in registered)
     run_requests = [
         dg.RunRequest(job_name=ledger_job.name, partition_key=b,
                       run_key=f"ledger:{b}:{plan.ledger_batches[b]}")
         for b in ledger_batches
     ]  # fmt: skip
     submit_batches = [
-        b for b in plan.submit_batches if not _running(context, submit_batch_job.name, b)
+        b
+        for b in plan.submit_batches
+        if b in registered and not _running(context, submit_batch_job.name, b)
     ]
     run_requests += [
         dg.RunRequest(job_name=submit_batch_job.name, partition_key=b) for b in submit_batches
     ]
-    cursor = json.dumps({"at": plan.counted_at, "ledgers": plan.finished})
+    ledgers = {b: f for b, f in plan.finished.items() if b in registered}
+    cursor = json.dumps({"at": plan.counted_at, "ledgers": ledgers})
     launched = "; ".join(
         f"launched {job} for {short_list(names)}"
         for job, names in (
@@ -81,7 +89,12 @@ def task_sensor(
     summary = (
         f"{plan.report.summary()}; submitted {plan.submitted_since} since the last check; "
         f"open batches: {plan.open_batches}; {launched or 'nothing to launch'}; "
-        f"next check in {TASK_INTERVAL_S} s"
+        + (
+            f"not yet registered by catalog_job: {short_list(unregistered)}; "
+            if unregistered
+            else ""
+        )
+        + f"next check in {TASK_INTERVAL_S} s"
     )
     if not run_requests:
         context.update_cursor(cursor)

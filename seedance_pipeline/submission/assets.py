@@ -33,10 +33,10 @@ def submission_asset(provider: str) -> dg.AssetsDefinition:
         report = submit_batch(settings, batch, [provider], run_id).get(provider)
         if report is not None and report.stopped:
             context.log.warning(f"{provider}: submissions stopped for now: {report.stopped}")
-        metadata, sandbox = submission_metadata(settings, batch, provider, report)
-        if sandbox:
+        metadata, sandbox_now = submission_metadata(settings, batch, provider, report, run_id)
+        if sandbox_now:
             context.log.warning(
-                f"SANDBOX: {sandbox} {provider} requests of {batch} went to the emulator"
+                f"SANDBOX: this run sent {sandbox_now} {provider} requests of {batch} to the emulator"
             )
         metadata["waiting"] = dg.MetadataValue.json(metadata["waiting"])
         return dg.MaterializeResult(metadata=metadata)

@@ -60,13 +60,15 @@ def submittable_batches(settings: PipelineSettings) -> list[str]:
 
 
 def submission_metadata(
-    settings: PipelineSettings, batch: str, provider: str, report: SubmitReport | None
-) -> tuple[dict[str, Any], int]:
+    settings: PipelineSettings, batch: str, provider: str, report: SubmitReport | None,
+    run_id: str,
+) -> tuple[dict[str, Any], int]:  # fmt: skip
     """What a submission pass did and where the provider's share of the batch stands, for the
-    asset's materialisation; and how many of its requests went to the sandbox emulator."""
+    asset's materialisation; and how many requests this run sent to the sandbox emulator."""
     store = settings.store()
     records = store.records(batch=batch, provider=provider)
     sandbox = sum(1 for r in records if r.sandbox)
+    sandbox_now = sum(1 for r in records if r.sandbox and r.run_id == run_id)
     metadata: dict[str, Any] = {
         "submitted_now": report.submitted if report else 0,
         "finished_now": report.finished if report else 0,
@@ -79,4 +81,4 @@ def submission_metadata(
         "in_flight_limit_now": store.current_limit(provider, settings.in_flight_limit(provider)),
         **settings.budget_metadata(store, batch),
     }
-    return metadata, sandbox
+    return metadata, sandbox_now

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 
+from seedance_pipeline.catalog.reading import CatalogError
+from seedance_pipeline.catalog.refresh import refresh_catalog
 from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
 from seedance_pipeline.resources import SeedanceResource
@@ -76,14 +79,47 @@ def test_the_catalog_sensor_names_the_batches_or_says_why_it_skipped(pipeline: P
     assert "catalog unchanged" in (unchanged.skip_message or "")
     assert "2 batches registered: alpha, beta" in (unchanged.skip_message or "")
 
+    # A catalog that cannot be read fails the tick (red in the UI) with the reason on one line.
     pipeline.catalog.write_text("picture,prompt\nwide.jpg,waves\n")
-    broken = sensor(dg.build_sensor_context(instance=pipeline.instance, cursor=first.cursor,
-                                            resources={"seedance": pipeline.resource}))  # fmt: skip
-    assert isinstance(broken, dg.SkipReason)
-    assert "cannot be read" in (broken.skip_message or "")
-    assert "'image' is missing" in (broken.skip_message or "")
+    with pytest.raises(CatalogError, match=r"cannot be read: .*'image' is missing") as broken:
+        sensor(dg.build_sensor_context(instance=pipeline.instance, cursor=first.cursor,
+                                       resources={"seedance": pipeline.resource}))  # fmt: skip
+    assert "\n" not in str(broken.value) and broken.value.__cause__ is None
 
     pipeline.catalog.unlink()
-    missing = sensor(dg.build_sensor_context(instance=pipeline.instance, cursor=first.cursor,
-                                             resources={"seedance": pipeline.resource}))  # fmt: skip
-    assert isinstance(missing, dg.SkipReason) and "no catalog at" in (missing.skip_message or "")
+    with pytest.raises(CatalogError, match="no catalog at"):
+        sensor(dg.build_sensor_context(instance=pipeline.instance, cursor=first.cursor,
+                                       resources={"seedance": pipeline.resource}))  # fmt: skip
+
+
+def test_the_task_sensor_never_asks_for_a_batch_not_yet_registered(pipeline: Pipeline) -> None:
+    # The catalog job records requests before it registers their batches; a tick in between
+    # must not launch a run for a partition that does not exist yet (DagsterUnknownPartitionError).
+    refresh_catalog(pipeline.resource.settings())
+    early = pipeline.sensor()
+    assert isinstance(early, dg.SkipReason), early
+    assert "not yet registered by catalog_job: alpha, beta" in (early.skip_message or "")
+    pipeline.instance.add_dynamic_partitions("batches", ["alpha", "beta"])
+    registered = pipeline.sensor()
+    assert isinstance(registered, dg.SensorResult)
+    assert {r.partition_key for r in registered.run_requests or []} == {"alpha", "beta"}
+
+
+def test_a_submission_run_that_sent_nothing_says_nothing_about_the_sandbox(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.run("catalog_job")
+    first = pipeline.run("submit_batch_job", "alpha")
+    again = pipeline.run("submit_batch_job", "alpha")  # a backfill: nothing left to send
+
+    def sandbox_lines(run_id: str) -> list[str]:
+        return [
+            e.user_message
+            for e in pipeline.instance.all_logs(run_id)
+            if "SANDBOX" in e.user_message
+        ]
+
+    assert sandbox_lines(first.run_id) and all(
+        "this run sent" in m for m in sandbox_lines(first.run_id)
+    )
+    assert sandbox_lines(again.run_id) == []
