@@ -89,6 +89,7 @@ def task_sensor(
     summary = (
         f"{plan.report.summary()}; submitted {plan.submitted_since} since the last check; "
         f"open batches: {plan.open_batches}; {launched or 'nothing to launch'}; "
+        + (f"no submission: {plan.why_no_submission}; " if plan.why_no_submission else "")
         + (
             f"not yet registered by catalog_job: {short_list(unregistered)}; "
             if unregistered

@@ -15,7 +15,7 @@ from seedance_pipeline.providers.client import ProviderConfig
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.lifecycle import RequestStatus
 from seedance_pipeline.state.store import StateStore
-from seedance_pipeline.submission.batch import submittable_batches
+from seedance_pipeline.submission.batch import submission_outlook
 from seedance_pipeline.submission.budget import enforce_daily_budget
 from seedance_pipeline.submission.clients import open_provider_clients
 from seedance_pipeline.submission.reconcile import awaiting, reconcile_unknown
@@ -71,6 +71,7 @@ class TickPlan:
     open_batches: int
     ledger_batches: dict[str, str]  # batch → the fingerprint of the state its ledger is wanted for
     submit_batches: list[str]  # batches with pending requests and a free provider slot
+    why_no_submission: str  # when there are none: nothing pending, budget spent, or no free slot
     finished: dict[str, str]  # every batch with nothing open → its fingerprint (the next cursor)
     submitted_since: int  # requests claimed since the last count
     counted_at: float  # when they were counted (the next tick counts from here)
@@ -88,12 +89,14 @@ def plan_tick(
     open_batches = store.open_batches()
     fingerprints = store.batch_fingerprints()
     finished = {b: f for b, f in fingerprints.items() if b not in open_batches}
+    outlook = submission_outlook(settings)
     now = time.time()
     return TickPlan(
         report=report,
         open_batches=len(open_batches),
         ledger_batches={b: f for b, f in finished.items() if ledgers_launched.get(b) != f},
-        submit_batches=submittable_batches(settings),
+        submit_batches=outlook.batches,
+        why_no_submission=outlook.why_none,
         finished=finished,
         submitted_since=store.submitted_between(last_count_at or now - interval_s, now),
         counted_at=now,

@@ -42,6 +42,11 @@ from seedance_pipeline.state.schema import requests_table, transitions_table
 
 log = logging.getLogger(__name__)
 
+
+class StateStoreUnavailable(RuntimeError):
+    """The state store cannot be opened; the message says why on one line, without the password."""
+
+
 NO_LONGER_PENDING = "no longer pending"  # a claim that lost a race: not a reason to wait
 
 
@@ -143,7 +148,14 @@ class StateStore:
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.close()
 
-        schema.create_or_upgrade(self.engine)
+        try:
+            schema.create_or_upgrade(self.engine)
+        except sa.exc.DBAPIError as exc:  # unreachable, refused, wrong password, unwritable file
+            self.engine.dispose()
+            reason = " ".join(str(exc.orig).split())  # one line; the driver never says the password
+            raise StateStoreUnavailable(
+                f"the state store {self.url} cannot be opened: {reason}"
+            ) from None
 
     def __repr__(self) -> str:
         return f"StateStore({self.url})"

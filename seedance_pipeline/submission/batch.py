@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from seedance_pipeline.settings import PipelineSettings
@@ -42,21 +43,38 @@ def submit_batch(
     return asyncio.run(_submit(settings, batch, present, run_id))
 
 
-def submittable_batches(settings: PipelineSettings) -> list[str]:
-    """Batches with pending requests for a provider that has a free slot, while budget is left."""
+@dataclass(frozen=True)
+class Outlook:
+    """What can be submitted now: the batches, or why none (shown in sensor and schedule ticks)."""
+
+    batches: list[str]
+    why_none: str = ""
+
+
+def submission_outlook(settings: PipelineSettings) -> Outlook:
+    """Batches with pending requests for a provider that has a free slot, while budget is left;
+    when there are none, which of those reasons holds."""
     store = settings.store()
-    if (
-        settings.daily_budget_usd is not None
-        and store.spend(start_of_utc_day()) >= settings.daily_budget_usd
-    ):
-        return []
+    pending = store.pending_batches_by_provider()
+    if not pending:
+        return Outlook([], "nothing pending")
+    cap = settings.daily_budget_usd
+    if cap is not None:
+        spent = store.spend(start_of_utc_day())
+        if spent >= cap:
+            return Outlook([], f"today's budget of ${cap:.2f} is spent (${spent:.4f} committed)")
     active = store.active_by_provider()
     batches: set[str] = set()
-    for provider, pending in store.pending_batches_by_provider().items():
+    full = []
+    for provider, waiting in sorted(pending.items()):
         limit = store.current_limit(provider, settings.in_flight_limit(provider))
         if active.get(provider, 0) < limit:
-            batches |= pending
-    return sorted(batches)
+            batches |= waiting
+        else:
+            full.append(f"{provider} {active.get(provider, 0)}/{limit}")
+    if not batches:
+        return Outlook([], f"no free slot (in flight: {', '.join(full)})")
+    return Outlook(sorted(batches))
 
 
 def submission_metadata(

@@ -4,7 +4,7 @@ import dagster as dg
 
 from seedance_pipeline.jobs import submit_batch_job
 from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline.submission.batch import submittable_batches
+from seedance_pipeline.submission.batch import submission_outlook
 
 
 @dg.schedule(
@@ -21,8 +21,8 @@ from seedance_pipeline.submission.batch import submittable_batches
 def daily_outstanding_batches(
     context: dg.ScheduleEvaluationContext, seedance: SeedanceResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    batches = submittable_batches(seedance.settings())
-    if not batches:
-        return dg.SkipReason("no outstanding batch, or today's budget is spent")
+    outlook = submission_outlook(seedance.settings())
+    if not outlook.batches:
+        return dg.SkipReason(f"no batch to submit: {outlook.why_none}")
     date = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return [dg.RunRequest(partition_key=b, run_key=f"daily:{date}:{b}") for b in batches]
+    return [dg.RunRequest(partition_key=b, run_key=f"daily:{date}:{b}") for b in outlook.batches]

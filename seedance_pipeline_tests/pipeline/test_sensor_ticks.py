@@ -3,20 +3,27 @@ to skip in the catalog sensor's. Through the Dagster definitions, against the em
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from seedance_pipeline.catalog.reading import CatalogError
 from seedance_pipeline.catalog.refresh import refresh_catalog
 from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
+from seedance_pipeline.jobs import PROVIDERS
 from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.state.store import StateStoreUnavailable
+from seedance_pipeline.submission.batch import submission_outlook
 from seedance_pipeline_tests.conftest import ImageFactory
 from seedance_pipeline_tests.pipeline.conftest import Pipeline
 from seedance_pipeline_tests.pipeline.test_assets_and_sensors import drive
+from seedance_pipeline_tests.postgres import PostgresServer
 
 
 def test_the_task_sensor_launches_each_ledger_once_then_says_it_has_nothing_to_do(
@@ -64,7 +71,7 @@ def test_the_task_sensor_skip_reason_counts_what_it_polled_and_what_went_out(
         message = result.skip_message or ""
         assert message.startswith("polled 3, finished 0")
         assert "submitted 3 since the last check" in message and "open batches: 1" in message
-        assert "nothing to launch; next check in 15 s" in message
+        assert "nothing to launch; no submission: nothing pending; next check in 15 s" in message
 
 
 def test_the_catalog_sensor_names_the_batches_or_says_why_it_skipped(pipeline: Pipeline) -> None:
@@ -123,3 +130,45 @@ def test_a_submission_run_that_sent_nothing_says_nothing_about_the_sandbox(
         "this run sent" in m for m in sandbox_lines(first.run_id)
     )
     assert sandbox_lines(again.run_id) == []
+
+
+def test_every_skip_says_whether_the_budget_is_spent_nothing_is_pending_or_no_slot_is_free(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.run("catalog_job")
+    schedule = pipeline.defs.resolve_schedule_def("daily_outstanding_batches")
+
+    def skip_of(resource: SeedanceResource) -> str:
+        context = dg.build_schedule_context(instance=pipeline.instance, resources={"seedance": resource},
+                                            scheduled_execution_time=datetime(2026, 11, 21, 6, tzinfo=UTC))  # fmt: skip
+        result = schedule(context)
+        assert isinstance(result, dg.SkipReason), result
+        return result.skip_message or ""
+
+    broke = SeedanceResource(**{**pipeline.resource.model_dump(), "daily_budget_usd": 0.0})
+    assert "today's budget of $0.00 is spent" in skip_of(broke)
+    tick = Pipeline(
+        broke, pipeline.defs, pipeline.instance, pipeline.emulator, pipeline.catalog
+    ).sensor()
+    assert isinstance(tick, dg.SkipReason)
+    assert "no submission: today's budget of $0.00 is spent" in (tick.skip_message or "")
+
+    full = submission_outlook(dataclasses.replace(pipeline.resource.settings(),
+                                                  max_in_flight={p: 0 for p in PROVIDERS}))  # fmt: skip
+    assert full.batches == [] and full.why_none.startswith("no free slot (in flight: aimlapi 0/0")
+
+    drive(pipeline)  # everything submitted and finished
+    assert skip_of(pipeline.resource) == "no batch to submit: nothing pending"
+
+
+@pytest.mark.parametrize("state_url", ["postgresql"], indirect=True)
+def test_a_state_store_that_cannot_be_opened_fails_the_tick_with_the_reason(
+    pipeline: Pipeline, postgres: PostgresServer, state_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = sa.make_url(state_url).set(password=f"wrong-{postgres.password_marker}")
+    monkeypatch.setenv("SEEDANCE_STATE_URL", wrong.render_as_string(hide_password=False))
+    with pytest.raises(StateStoreUnavailable) as raised:
+        pipeline.sensor()
+    message = str(raised.value)
+    assert "password authentication failed" in message and "\n" not in message
+    assert postgres.password_marker not in message

@@ -19,8 +19,8 @@ from seedance_pipeline.providers import ErrorKind
 from seedance_pipeline.state import sqlite_arrow
 from seedance_pipeline.state.claims import SpendCap
 from seedance_pipeline.state.lifecycle import Move, RequestStatus
-from seedance_pipeline.state.schema import provider_locks_table, requests_table
-from seedance_pipeline.state.store import RequestRecord, StateStore
+from seedance_pipeline.state.schema import default_state_url, provider_locks_table, requests_table
+from seedance_pipeline.state.store import RequestRecord, StateStore, StateStoreUnavailable
 from seedance_pipeline_tests.postgres import PostgresServer
 
 
@@ -389,6 +389,24 @@ def test_errors_opening_a_store_never_show_its_password(
     text = "".join(traceback.format_exception(raised.value))  # with every chained cause
     assert diagnosis in text
     assert postgres.password_marker not in text
+
+
+@pytest.mark.parametrize("case", ["wrong password", "nothing listening", "no such database"])
+def test_a_store_that_cannot_be_opened_says_why_on_one_line(
+    postgres: PostgresServer, postgres_url: str, case: str
+) -> None:
+    url, diagnosis = bad_urls(postgres_url, postgres.password_marker)[case]
+    with pytest.raises(StateStoreUnavailable) as raised:
+        StateStore(url)
+    message = str(raised.value)
+    assert message.startswith("the state store postgresql+psycopg://") and diagnosis in message
+    assert "\n" not in message and postgres.password_marker not in message
+
+
+def test_an_sqlite_store_that_cannot_be_opened_says_why(tmp_path: Path) -> None:
+    (tmp_path / "state.sqlite").mkdir()  # a folder where the database file should be
+    with pytest.raises(StateStoreUnavailable, match="cannot be opened: unable to open database"):
+        StateStore(default_state_url(tmp_path))
 
 
 def test_long_catalog_values_are_kept_on_every_backend(store: StateStore) -> None:
