@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout_s,
             progress=not args.no_progress,
         )
-    except (CannotProceed, ValueError) as exc:  # ValueError: a setting that cannot be used
+    except CannotProceed as exc:
         print(f"seedance-pipeline run: {exc}", file=sys.stderr)
         return 1
     print("\n".join(summary.lines()))
@@ -118,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run in the sandbox emulator.",
     )
     run.add_argument("--catalog", help="CSV or Parquet, path or fsspec URL; default "
-                     f"${ENV['catalog']}, else the bundled sample catalog")  # fmt: skip
+                     f"${ENV['catalog']}, else {DEFAULTS.catalog}")  # fmt: skip
     run.add_argument("--data-dir", help="state store, ledger and videos go here; default "
-                     f"${ENV['data_dir']}, else the repo's data/")  # fmt: skip
+                     f"${ENV['data_dir']}, else {DEFAULTS.data_dir}")  # fmt: skip
     run.add_argument("--ledger-url", help="the ledger's folder, a path or fsspec URL (s3://bucket/prefix/"
                      "ledger); default $SEEDANCE_LEDGER_URL, else <data dir>/ledger")  # fmt: skip
     run.add_argument("--videos-url", help="where videos are copied, a path or fsspec URL; default "
@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a request id, lists the unknown requests.",
     )
     resolve.add_argument("request_id", nargs="?", help="the request to decide about")
-    resolve.add_argument("--data-dir", help=f"default ${ENV['data_dir']}, else the repo's data/")
+    resolve.add_argument("--data-dir", help=f"default ${ENV['data_dir']}, else {DEFAULTS.data_dir}")
     resolve.add_argument(
         "--state-url",
         help="SQLAlchemy URL of the state store (default: $SEEDANCE_STATE_URL, else SQLite in the data dir)",

@@ -1,7 +1,8 @@
 """The Dagster resource that carries the pipeline's settings into assets, sensors and schedules.
 
-Every field is optional: one left empty takes its environment variable, then its default, both
-in `settings.py` (the one place defaults are written), when a run or tick asks for its settings.
+Every field is optional: one left empty (None, `null` in run config) takes its environment
+variable, then its default, both in `settings.py` (the one place defaults are written), when a
+run or tick asks for its settings. A spend cap of -1 is no cap.
 API keys are not among the fields: each provider's key is read from its environment variable at
 call time and never enters run config.
 """

@@ -24,8 +24,11 @@ from seedance_pipeline.state.schema import default_state_url
 from seedance_pipeline.state.store import StateStore
 from seedance_pipeline.storage import absolute, refuse_credentials, sibling
 
-# The bundled sample catalog, and where its outputs go by default.
-REPO_DATA = Path(__file__).resolve().parents[1] / "data"
+_CHECKOUT = Path(__file__).resolve().parents[1]
+# The default data directory: in a source checkout, its `data/` folder (the bundled sample catalog,
+# whatever the working directory, as `dagster dev` runs and ticks need); installed from a wheel,
+# `data/` in the working directory.
+DEFAULT_DATA = _CHECKOUT / "data" if (_CHECKOUT / "pyproject.toml").is_file() else Path("data")
 
 # The non-secret environment variables that move a setting (`dagster dev`, runs, sensors and the
 # headless command all read them). The state URL may carry a password: it is read when the store
@@ -83,9 +86,14 @@ def store_for(url: str) -> StateStore:
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    data_dir: str = str(REPO_DATA)  # state store (SQLite), ledger, videos and reports by default
-    catalog: str = str(REPO_DATA / "catalog.csv")  # CSV or Parquet, a path or any fsspec URL
-    state_url: str | None = None  # any SQLAlchemy URL; default SQLite at <data_dir>/state.sqlite
+    """The settings themselves. Built directly, they read no environment and None means "none"
+    (no cap, the default location); entry points build them with `settings_from`."""
+
+    data_dir: str = str(DEFAULT_DATA)  # state store (SQLite), ledger, videos and reports
+    catalog: str = str(DEFAULT_DATA / "catalog.csv")  # CSV or Parquet, a path or any fsspec URL
+    # Any SQLAlchemy URL; default SQLite at <data_dir>/state.sqlite. It may carry a password, so
+    # it is left out of the repr.
+    state_url: str | None = field(default=None, repr=False)
     videos_url: str | None = None  # any fsspec URL; default <data_dir>/videos
     ledger_url: str | None = None  # any fsspec URL; default <data_dir>/ledger
     defaults: CatalogDefaults = field(default_factory=CatalogDefaults)

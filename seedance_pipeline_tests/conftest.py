@@ -69,6 +69,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                     "install pytest<9.2 as the dev extra says", pytrace=False)  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def pipeline_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the `SEEDANCE_*` settings of the shell that runs it (an exported state URL or
+    cap would change what it proves); tests set what they need. The test harness's own variables
+    (`SEEDANCE_TEST_*`) stay."""
+    for name in list(os.environ):
+        if name.startswith("SEEDANCE_") and not name.startswith("SEEDANCE_TEST_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import grimp
@@ -82,3 +83,19 @@ def test_every_asset_dependency_names_a_defined_asset(tmp_path: Path) -> None:
                 if dep.asset_key not in defined]  # fmt: skip
     assert not dangling, dangling
     assert all(spec.deps for spec in specs if spec.key.to_user_string() != "image_catalog")
+
+
+def test_every_dagster_file_is_bound_by_an_import_contract() -> None:
+    """A new `sensors.py` or `schedules.py` in a stage falls under the Dagster-file rule too."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    bound = {
+        m for c in config["contracts"] if c["type"] == "forbidden" for m in c["source_modules"]
+    }
+    package = ROOT / "seedance_pipeline"
+    dagster_files = {
+        f"seedance_pipeline.{path.parent.name}.{path.stem}"
+        for path in package.glob("*/*.py")
+        if path.stem in ("assets", "sensors", "schedules", "checks", "jobs", "resources")
+        and "import dagster" in path.read_text()
+    }
+    assert dagster_files and dagster_files <= bound, sorted(dagster_files - bound)

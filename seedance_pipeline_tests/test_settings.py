@@ -106,3 +106,9 @@ def test_the_command_line_and_headless_run_take_caps_with_the_same_meaning(
         assert not budget, summary
     else:
         assert budget and budget_line in budget[0], summary
+
+
+def test_settings_never_show_the_state_store_password() -> None:
+    settings = settings_from({"SEEDANCE_STATE_URL": "postgresql+psycopg://u:hunter2-secret@h/db"})
+    assert settings.state_url is not None and "hunter2-secret" in settings.state_url
+    assert "hunter2-secret" not in repr(settings) and "hunter2-secret" not in str(settings)

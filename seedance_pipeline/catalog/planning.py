@@ -19,7 +19,13 @@ import pandas as pd
 
 from seedance_pipeline.catalog.images import ImageReader
 from seedance_pipeline.catalog.reading import batch_name, is_empty
-from seedance_pipeline.providers import GenerationRequest, ImageInfo, adapter_for, provider_names
+from seedance_pipeline.providers import (
+    ErrorKind,
+    GenerationRequest,
+    ImageInfo,
+    adapter_for,
+    provider_names,
+)
 from seedance_pipeline.settings import CatalogDefaults
 from seedance_pipeline.state.lifecycle import RequestStatus
 from seedance_pipeline.state.store import RequestRecord
@@ -235,7 +241,7 @@ def plan_row(
         image_sha256=digests["image"],
         image_width=first_info.width if first_info else None,
         image_height=first_info.height if first_info else None,
-        error_kind="invalid_request" if problems else None,
+        error_kind=ErrorKind.INVALID_REQUEST if problems else None,
         error_message="; ".join(problems) if problems else None,
         cost_usd_estimated=estimate,
         cost_usd=0.0 if problems else None,

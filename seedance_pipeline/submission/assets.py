@@ -1,5 +1,7 @@
 """One submission asset per provider, partitioned by batch, each in its provider's Dagster pool."""
 
+import time
+
 import dagster as dg
 
 from seedance_pipeline.jobs import IMAGE_CATALOG, PROVIDERS
@@ -30,10 +32,13 @@ def submission_asset(provider: str) -> dg.AssetsDefinition:
         settings = seedance.settings()
         batch = context.partition_key
         run_id = seedance.run_label or context.run.run_id
+        started = time.time()
         report = submit_batch(settings, batch, [provider], run_id).get(provider)
         if report is not None and report.stopped:
             context.log.warning(f"{provider}: submissions stopped for now: {report.stopped}")
-        metadata, sandbox_now = submission_metadata(settings, batch, provider, report, run_id)
+        metadata, sandbox_now = submission_metadata(
+            settings, batch, provider, report, run_id, started
+        )
         if sandbox_now:
             context.log.warning(
                 f"SANDBOX: this run sent {sandbox_now} {provider} requests of {batch} to the emulator"

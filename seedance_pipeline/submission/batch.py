@@ -79,14 +79,17 @@ def submission_outlook(settings: PipelineSettings) -> Outlook:
 
 def submission_metadata(
     settings: PipelineSettings, batch: str, provider: str, report: SubmitReport | None,
-    run_id: str,
+    run_id: str, since: float,
 ) -> tuple[dict[str, Any], int]:  # fmt: skip
     """What a submission pass did and where the provider's share of the batch stands, for the
-    asset's materialisation; and how many requests this run sent to the sandbox emulator."""
+    asset's materialisation; and how many requests this pass (claimed by `run_id` at `since` or
+    later) sent to the sandbox emulator."""
     store = settings.store()
     records = store.records(batch=batch, provider=provider)
     sandbox = sum(1 for r in records if r.sandbox)
-    sandbox_now = sum(1 for r in records if r.sandbox and r.run_id == run_id)
+    sandbox_now = sum(
+        1 for r in records if r.sandbox and r.run_id == run_id and (r.submitted_at or 0) >= since
+    )
     metadata: dict[str, Any] = {
         "submitted_now": report.submitted if report else 0,
         "finished_now": report.finished if report else 0,

@@ -68,7 +68,9 @@ def write_catalog(tmp_path: Path, make_image: ImageFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def state_backend(state_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def state_backend(
+    state_url: str, monkeypatch: pytest.MonkeyPatch, pipeline_environment: None
+) -> str:
     """SQLite in the data directory (the default), or PostgreSQL through SEEDANCE_STATE_URL, as a
     deployment sets it (runs, sensors and the commands the tests start all read it)."""
     if not state_url.startswith("sqlite"):

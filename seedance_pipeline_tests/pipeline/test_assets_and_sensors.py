@@ -14,8 +14,10 @@ from dagster._serdes import serialize_value
 
 from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.state.lifecycle import RequestStatus
+from seedance_pipeline.state.store import RequestRecord
 from seedance_pipeline_tests.pipeline.conftest import Pipeline
 from seedance_pipeline_tests.postgres import PostgresServer
+from seedance_pipeline_tests.state.stored import insert_as_is
 
 
 def drive(pipeline: Pipeline, timeout_s: float = 60) -> list[str]:
@@ -192,16 +194,33 @@ def test_no_daily_cap_from_the_environment_lets_the_sensor_and_schedule_submit(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `SEEDANCE_DAILY_BUDGET_USD=-1` once meant a cap of -1 dollars: nothing was ever launched.
-    monkeypatch.setenv("SEEDANCE_DAILY_BUDGET_USD", "-1")
-    assert pipeline.resource.daily_budget_usd is None  # the resource leaves it to the environment
     pipeline.run("catalog_job")
-    tick = pipeline.sensor()
-    assert isinstance(tick, dg.SensorResult), tick
-    launched = {
-        r.partition_key for r in tick.run_requests or [] if r.job_name == "submit_batch_job"
-    }
-    assert launched == {"alpha", "beta"}
+    settings = pipeline.resource.settings()
+    spent = RequestRecord(request_id="spent", batch="earlier", catalog_row=0, provider="novita",
+                          model="m", request={}, status=RequestStatus.SUCCEEDED, cost_usd=30.0,
+                          cost_usd_estimated=30.0, submitted_at=time.time())  # fmt: skip
+    insert_as_is(settings.store(), [spent])  # more than the default cap, spent today
     schedule = pipeline.defs.resolve_schedule_def("daily_outstanding_batches")
-    context = dg.build_schedule_context(instance=pipeline.instance, resources={"seedance": pipeline.resource},
-                                        scheduled_execution_time=datetime(2026, 11, 21, 6, tzinfo=UTC))  # fmt: skip
-    assert sorted(r.partition_key or "" for r in schedule(context)) == ["alpha", "beta"]
+
+    def launched() -> tuple[set[str | None], object]:
+        tick = pipeline.sensor()
+        submits = {r.partition_key for r in getattr(tick, "run_requests", None) or []
+                   if r.job_name == "submit_batch_job"}  # fmt: skip
+        context = dg.build_schedule_context(instance=pipeline.instance, resources={"seedance": pipeline.resource},
+                                            scheduled_execution_time=datetime(2026, 11, 21, 6, tzinfo=UTC))  # fmt: skip
+        return submits, schedule(context)
+
+    for no_cap in ("-1", ""):
+        monkeypatch.setenv("SEEDANCE_DAILY_BUDGET_USD", no_cap)
+        submits, scheduled = launched()
+        assert submits == {"alpha", "beta"}, no_cap
+        assert isinstance(scheduled, list)
+        assert sorted(r.partition_key or "" for r in scheduled) == ["alpha", "beta"]
+    for capped in ("25", None):  # a cap, given or the default: today's $30 has spent it
+        if capped is None:
+            monkeypatch.delenv("SEEDANCE_DAILY_BUDGET_USD")
+        else:
+            monkeypatch.setenv("SEEDANCE_DAILY_BUDGET_USD", capped)
+        submits, scheduled = launched()
+        assert submits == set() and isinstance(scheduled, dg.SkipReason), capped
+        assert "today's budget of $25.00 is spent" in (scheduled.skip_message or "")

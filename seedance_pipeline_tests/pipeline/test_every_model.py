@@ -17,7 +17,7 @@ from seedance_pipeline.providers import adapter_for
 from seedance_pipeline.providers.cost import video_tokens
 from seedance_pipeline.providers.facts import load_facts, output_size
 from seedance_pipeline.reports.report import write_batch_report
-from seedance_pipeline.settings import settings_from
+from seedance_pipeline.settings import NO_CAP, settings_from
 from seedance_pipeline_tests.conftest import MODELS, ImageFactory
 from seedance_pipeline_tests.pipeline.test_reliability import catalog_of, settle
 
@@ -34,7 +34,7 @@ def test_every_model_of_every_provider_delivers_a_costed_video_on_the_contact_sh
     with EmulatorServer(EmulatorConfig(queued_s=0.05, running_s=0.1)) as emulator:
         catalog = catalog_of(tmp_path, make_image, rows)  # 1280x720 images, 480p
         settings = settings_from(data_dir=str(tmp_path / "data"), catalog=str(catalog),
-                                 sandbox_url=emulator.url, daily_budget_usd=None)  # fmt: skip
+                                 sandbox_url=emulator.url, daily_budget_usd=NO_CAP)  # fmt: skip
         refresh_catalog(settings)
         settle(settings)
         ledger = read_partition(write_batch_ledger(settings, "default").path).to_pandas()
@@ -67,7 +67,7 @@ def test_a_row_asking_for_the_last_frame_keeps_it_beside_the_video_for_chaining(
     with EmulatorServer(EmulatorConfig(queued_s=0.05, running_s=0.1)) as emulator:
         catalog = catalog_of(tmp_path, make_image, rows)
         settings = settings_from(data_dir=str(tmp_path / "data"), catalog=str(catalog),
-                                 sandbox_url=emulator.url, daily_budget_usd=None)  # fmt: skip
+                                 sandbox_url=emulator.url, daily_budget_usd=NO_CAP)  # fmt: skip
         refresh_catalog(settings)
         settle(settings)
         ledger = read_partition(write_batch_ledger(settings, "default").path).to_pandas()

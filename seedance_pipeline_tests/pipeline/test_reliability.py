@@ -15,7 +15,7 @@ from seedance_pipeline.ledger.rows import read_partition
 from seedance_pipeline.ledger.write import write_batch_ledger
 from seedance_pipeline.polling.tick import poll_tick, reconciliation_pending
 from seedance_pipeline.providers import provider_names
-from seedance_pipeline.settings import PipelineSettings, settings_from
+from seedance_pipeline.settings import NO_CAP, PipelineSettings, settings_from
 from seedance_pipeline.state.lifecycle import OPEN, Move, RequestStatus
 from seedance_pipeline.submission.batch import submit_batch
 from seedance_pipeline_tests.conftest import ImageFactory
@@ -52,7 +52,7 @@ def test_429s_shrink_the_in_flight_limit_and_successes_grow_it_back(
             tmp_path, make_image, [{"provider": "novita", "seed": i} for i in range(12)]
         )
         settings = settings_from(data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url,
-                                    max_in_flight={"novita": 8}, daily_budget_usd=None)  # fmt: skip
+                                    max_in_flight={"novita": 8}, daily_budget_usd=NO_CAP)  # fmt: skip
         refresh_catalog(settings)
         store = settings.store()
         submit_batch(settings, "default", ["novita"])
@@ -161,7 +161,7 @@ def test_a_fault_storm_over_hundreds_of_requests_ends_terminal_classified_and_ma
                 for n in range(65)]  # fmt: skip
         catalog = catalog_of(tmp_path, make_image, rows)
         settings = settings_from(data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url,
-                                    daily_budget_usd=None, max_in_flight={p: 40 for p in providers},
+                                    daily_budget_usd=NO_CAP, max_in_flight={p: 40 for p in providers},
                                     stale_submission_s=5)  # fmt: skip
         refresh_catalog(settings)
         settle(settings, timeout_s=240)

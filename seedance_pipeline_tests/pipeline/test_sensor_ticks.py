@@ -102,14 +102,25 @@ def test_the_catalog_sensor_names_the_batches_or_says_why_it_skipped(pipeline: P
 def test_the_task_sensor_never_asks_for_a_batch_not_yet_registered(pipeline: Pipeline) -> None:
     # The catalog job records requests before it registers their batches; a tick in between
     # must not launch a run for a partition that does not exist yet (DagsterUnknownPartitionError).
+    # gamma's only row is rejected: the batch is finished at once, so its ledger is due at once.
+    catalog = pd.read_csv(pipeline.catalog)
+    gamma = {"image": "tiny.png", "prompt": "too small", "batch": "gamma", "provider": "novita"}
+    pd.concat([catalog, pd.DataFrame([gamma])]).to_csv(pipeline.catalog, index=False)
     refresh_catalog(pipeline.resource.settings())
-    early = pipeline.sensor()
+    sensor = pipeline.defs.resolve_sensor_def("task_sensor")
+    context = dg.build_sensor_context(instance=pipeline.instance, resources={"seedance": pipeline.resource})  # fmt: skip
+    early = sensor(context)
     assert isinstance(early, dg.SkipReason), early
-    assert "not yet registered by catalog_job: alpha, beta" in (early.skip_message or "")
-    pipeline.instance.add_dynamic_partitions("batches", ["alpha", "beta"])
-    registered = pipeline.sensor()
+    assert "not yet registered by catalog_job: alpha, beta, gamma" in (early.skip_message or "")
+    pipeline.instance.add_dynamic_partitions("batches", ["alpha", "beta", "gamma"])
+    # The next tick, with the cursor the first one left: gamma's ledger was not marked launched.
+    context = dg.build_sensor_context(instance=pipeline.instance, cursor=context.cursor,
+                                      resources={"seedance": pipeline.resource})  # fmt: skip
+    registered = sensor(context)
     assert isinstance(registered, dg.SensorResult)
-    assert {r.partition_key for r in registered.run_requests or []} == {"alpha", "beta"}
+    launched = {(r.job_name, r.partition_key) for r in registered.run_requests or []}
+    assert launched == {("submit_batch_job", "alpha"), ("submit_batch_job", "beta"),
+                        ("ledger_job", "gamma")}  # fmt: skip
 
 
 def test_a_submission_run_that_sent_nothing_says_nothing_about_the_sandbox(
