@@ -5,7 +5,9 @@ covered here without editing the test."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -16,10 +18,24 @@ from seedance_pipeline.ledger.write import write_batch_ledger
 from seedance_pipeline.providers import adapter_for
 from seedance_pipeline.providers.cost import video_tokens
 from seedance_pipeline.providers.facts import load_facts, output_size
-from seedance_pipeline.reports.report import write_batch_report
+from seedance_pipeline.reports.report import BatchReport, write_batch_report
 from seedance_pipeline.settings import NO_CAP, settings_from
 from seedance_pipeline_tests.conftest import MODELS, ImageFactory
 from seedance_pipeline_tests.pipeline.test_reliability import catalog_of, settle
+
+
+def run_catalog(
+    tmp_path: Path, make_image: ImageFactory, rows: list[dict[str, Any]]
+) -> tuple[pd.DataFrame, BatchReport]:
+    """The rows through the whole pipeline on the emulator: the ledger and report of `default`."""
+    with EmulatorServer(EmulatorConfig(queued_s=0.05, running_s=0.1)) as emulator:
+        catalog = catalog_of(tmp_path, make_image, rows)
+        settings = settings_from(data_dir=str(tmp_path / "data"), catalog=str(catalog),
+                                 sandbox_url=emulator.url, daily_budget_usd=NO_CAP)  # fmt: skip
+        refresh_catalog(settings)
+        settle(settings)
+        ledger = read_partition(write_batch_ledger(settings, "default").path).to_pandas()
+        return ledger, write_batch_report(settings, "default")
 
 
 def test_every_model_of_every_provider_delivers_a_costed_video_on_the_contact_sheet(
@@ -31,14 +47,7 @@ def test_every_model_of_every_provider_delivers_a_costed_video_on_the_contact_sh
         else {"provider": provider, "model": model, "duration": 5, "seed": n}
         for n, (provider, model) in enumerate(MODELS, start=1)
     ]
-    with EmulatorServer(EmulatorConfig(queued_s=0.05, running_s=0.1)) as emulator:
-        catalog = catalog_of(tmp_path, make_image, rows)  # 1280x720 images, 480p
-        settings = settings_from(data_dir=str(tmp_path / "data"), catalog=str(catalog),
-                                 sandbox_url=emulator.url, daily_budget_usd=NO_CAP)  # fmt: skip
-        refresh_catalog(settings)
-        settle(settings)
-        ledger = read_partition(write_batch_ledger(settings, "default").path).to_pandas()
-        report = write_batch_report(settings, "default")
+    ledger, report = run_catalog(tmp_path, make_image, rows)  # 1280x720 images, 480p
 
     assert len(ledger) == len(MODELS)
     assert (ledger["status"] == "succeeded").all(), ledger[["model", "status", "error_message"]]
@@ -64,14 +73,7 @@ def test_a_row_asking_for_the_last_frame_keeps_it_beside_the_video_for_chaining(
         {"provider": "modelark", "model": model, "return_last_frame": "true", "seed": n}
         for n, model in enumerate(load_facts().providers["modelark"].models, start=1)
     ] + [{"provider": "modelark", "seed": 99}]  # did not ask
-    with EmulatorServer(EmulatorConfig(queued_s=0.05, running_s=0.1)) as emulator:
-        catalog = catalog_of(tmp_path, make_image, rows)
-        settings = settings_from(data_dir=str(tmp_path / "data"), catalog=str(catalog),
-                                 sandbox_url=emulator.url, daily_budget_usd=NO_CAP)  # fmt: skip
-        refresh_catalog(settings)
-        settle(settings)
-        ledger = read_partition(write_batch_ledger(settings, "default").path).to_pandas()
-        report = write_batch_report(settings, "default")
+    ledger, report = run_catalog(tmp_path, make_image, rows)
 
     assert (ledger["status"] == "succeeded").all()
     asked, plain = ledger[ledger["seed"] != 99], ledger[ledger["seed"] == 99]
