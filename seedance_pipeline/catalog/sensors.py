@@ -46,7 +46,7 @@ def catalog_sensor(
     try:  # the batch column only: cheap, and a broken catalog is reported here, not by a failed run
         named = batch_names(read_catalog(settings.catalog), settings.defaults.batch)
     except CatalogError as exc:
-        raise CatalogError(f"the catalog {settings.catalog} cannot be read: {exc}") from None
+        raise CatalogError(f"the catalog cannot be read: {exc}") from None
     new = [b for b in named if b not in registered]
     context.log.info(
         f"catalog changed (sha256 {digest[:12]}): launched catalog_job to validate it and register "

@@ -172,8 +172,8 @@ class StateStore:
         re-reading the catalog never resets a request's progress. Returns how many were new; a
         record in any other status than pending or rejected raises IllegalMove, nothing written."""
         records = list(records)
-        for rec in records:  # a record enters the lifecycle as pending or rejected only
-            check_move((None,), rec.status)
+        for status in {rec.status for rec in records}:  # enters as pending or rejected only
+            check_move((None,), status)
         if not records:
             return 0
         now = time.time()
