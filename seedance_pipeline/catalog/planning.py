@@ -11,7 +11,7 @@ import difflib
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ COLUMNS = (
     "service_tier",
     "watermark",
     "return_last_frame",
+    "draft",
+    "from_draft",
 )
 # Fields of GenerationRequest that change the video, and so the request id.
 OUTPUT_FIELDS = (
@@ -115,6 +117,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "generate_audio": _boolean,
     "watermark": _boolean,
     "return_last_frame": _boolean,
+    "draft": _boolean,
 }
 
 
@@ -128,8 +131,9 @@ def request_id_for(
     A rejected row's problems are part of it, so it never collapses into a valid row whose values
     its unparseable ones defaulted to."""
     identity: dict[str, Any] = {name: getattr(request, name) for name in OUTPUT_FIELDS}
-    if request.return_last_frame is not None:  # only when set: existing rows keep their ids
-        identity["return_last_frame"] = request.return_last_frame
+    for name in ("return_last_frame", "draft", "from_draft"):
+        if getattr(request, name) is not None:  # only when set: existing rows keep their ids
+            identity[name] = getattr(request, name)
     identity |= {
         "image": image_sha256 or request.image,
         "last_image": last_sha256 or request.last_image,
@@ -216,7 +220,12 @@ def plan_row(
         service_tier=values["service_tier"],
         watermark=values["watermark"],
         return_last_frame=values["return_last_frame"],
+        draft=values["draft"],
+        from_draft=values["from_draft"],
     )
+    spec = adapter.spec.models.get(model) if adapter else None
+    if request.draft and request.resolution is None and spec and spec.draft_resolution:
+        request = replace(request, resolution=spec.draft_resolution)  # the one a draft is made at
     first_info = infos.get(request.image)
     estimate = 0.0
     if adapter is not None:

@@ -21,8 +21,8 @@ from starlette.routing import Route
 
 from seedance_pipeline.emulator.dialect import Dialect, Reject
 from seedance_pipeline.emulator.state import EmulatedTask
-from seedance_pipeline.providers.cost import video_tokens
-from seedance_pipeline.providers.models import GenerationRequest, TaskStatus, Violation
+from seedance_pipeline.providers.cost import draft_tokens, video_tokens
+from seedance_pipeline.providers.models import GenerationRequest, ImageInfo, TaskStatus, Violation
 
 PATH = "/contents/generations/tasks"
 
@@ -49,6 +49,7 @@ FIELD_TYPES: dict[str, type] = {
     "service_tier": str,
     "execution_expires_after": int,
     "frames": int,
+    "draft": bool,
 }
 TOP_LEVEL = {"ratio": "aspect_ratio"} | {
     name: name for name in FIELD_TYPES if name not in ("aspect_ratio", "frames")
@@ -58,7 +59,16 @@ TOP_LEVEL = {"ratio": "aspect_ratio"} | {
 ENVELOPE = {"model", "content", "callback_url", "safety_identifier"}
 # Fields outside the neutral request's parameters, accepted where the model's `api_options` (fields the
 # pipeline does not send) or `options` (return_last_frame) name them in facts.toml.
-API_OPTIONS: dict[str, type] = {"return_last_frame": bool, "draft": bool, "frames": int}
+API_OPTIONS: dict[str, type] = {"return_last_frame": bool, "frames": int}
+# Documented fields of the tasks API for the Seedance 2.x models, which the official client sends for
+# every model: `priority` [0, 9], `output_format` mp4 or mov, `omni_reference_task_type` [doc: the
+# create API]. Typed and checked against their documented values, then ignored: the API says a
+# parameter that does not fit the model "is ignored or triggers an error"; ignored is the [guess].
+IGNORED: dict[str, tuple[type, tuple[Any, ...]]] = {
+    "priority": (int, tuple(range(10))),
+    "output_format": (str, ("mp4", "mov")),
+    "omni_reference_task_type": (str, ("auto", "reference", "edit", "extend")),
+}
 FLAG_PATTERN = re.compile(r"--(\w+)\s+(\S+)")
 
 
@@ -132,9 +142,11 @@ class ModelArkDialect(Dialect):
             except ValueError:
                 raise self._invalid(request, flag, f"invalid value {raw!r} for --{flag}") from None
         for key in body:
-            if key not in ENVELOPE and key not in TOP_LEVEL and key not in API_OPTIONS:
-                # `priority`, `output_format`, `omni_reference_task_type` of the official client
-                # too: none is documented for these models, so a value is refused [guess]
+            if key in IGNORED:
+                kind, allowed = IGNORED[key]
+                if self.take(request, body, key, kind) not in allowed:
+                    raise self._invalid(request, key, f"{key} must be one of {list(allowed)}")
+            elif key not in ENVELOPE and key not in TOP_LEVEL and key not in API_OPTIONS:
                 raise self._invalid(request, key, f"the parameter {key} is not supported")
         for key, name in TOP_LEVEL.items():
             if key in body:
@@ -160,6 +172,15 @@ class ModelArkDialect(Dialect):
             model = self.spec.models[model_id]
             body = {key: value for key, value in body.items() if value is not None}
             self.require(request, body, model)
+            draft = self._draft_of(request, body["content"], model_id)
+            if draft is not None:
+                values = self._parameters(request, body, "")
+                extras = self._api_options(request, body, model, values)
+                wire, image, images = self._final_from(draft, values, extras)
+                self.check(request, wire, images)
+                task = self.create(request, key, wire, model, image, images, raw)
+                task.params["draft_task_id"] = draft.id
+                return await self._created(task, body, extras, wire, images)
             frames = self._frames(request, body["content"])
             texts = [item.get("text", "") for item in body["content"] if item.get("type") == "text"]
             if "first_frame" not in frames:
@@ -175,6 +196,8 @@ class ModelArkDialect(Dialect):
             text = " ".join(str(t) for t in texts)
             values = self._parameters(request, body, text)
             extras = self._api_options(request, body, model, values)
+            if values.get("draft") and values.get("resolution") is None:
+                values["resolution"] = model.draft_resolution  # a draft is made at 480p
             prompt = FLAG_PATTERN.sub(
                 lambda m: "" if m.group(1) in FLAGS else m.group(0), text
             ).strip()
@@ -187,13 +210,26 @@ class ModelArkDialect(Dialect):
                 image=str(frames["first_frame"]),
                 last_image=frames.get("last_frame"),
                 prompt=prompt,
+                return_last_frame=extras.get("return_last_frame"),
                 **values,
             )
             self.check(request, wire, images)
             task = self.create(request, key, wire, model, image, images, raw)
         except Reject as reject:
             return reject.response
+        return await self._created(task, body, extras, wire, images)
+
+    async def _created(
+        self,
+        task: EmulatedTask,
+        body: dict[str, Any],
+        extras: dict[str, Any],
+        wire: GenerationRequest,
+        images: dict[str, ImageInfo],
+    ) -> Response:
+        """The create's answer; the task keeps what a final made from it reuses."""
         task.params.update(extras, safety_identifier=body.get("safety_identifier"))
+        task.params.update(draft=wire.draft, inputs=(wire, images))
         if extras.get(
             "frames"
         ):  # the video is as long as its frames; 121 frames are "5 s" [client]
@@ -201,6 +237,65 @@ class ModelArkDialect(Dialect):
             task.params["duration"] = seconds
             task.video = dataclasses.replace(task.video, duration_s=seconds)
         return await self.answer("submit", {"id": task.id})
+
+    def _draft_of(self, request: Request, content: Any, model_id: str) -> EmulatedTask | None:
+        """The draft a `draft_task` content item names, or None without one. It must be a finished
+        draft of the same model, alone in `content` (text, images or a draft: one of the three
+        documented combinations)."""
+        if not isinstance(content, list):
+            return None
+        items = [item for item in content if isinstance(item, dict)]
+        named = [item for item in items if item.get("type") == "draft_task"]
+        if not named:
+            return None
+        if len(named) != 1 or len(content) != 1:
+            raise self._invalid(
+                request, "content", "a draft_task item goes alone, without text or images"
+            )
+        ref = named[0].get("draft_task")
+        if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
+            raise self._invalid(
+                request, "content.draft_task", 'draft_task must be an object: {"id": "..."}'
+            )
+        draft = self.state.task(self.name, ref["id"])
+        problem = None
+        if draft is None:
+            problem = "does not exist"
+        elif not draft.params.get("draft"):
+            problem = "is not a draft"
+        elif draft.model != model_id:
+            problem = f"was made by {draft.model}, not {model_id}"
+        elif draft.status(time.time()) is not TaskStatus.SUCCEEDED:
+            problem = "has not succeeded"
+        if draft is None or problem:
+            raise self._invalid(
+                request, "content.draft_task.id", f"the draft task {ref['id']} {problem}"
+            )
+        return draft
+
+    def _final_from(
+        self, draft: EmulatedTask, values: dict[str, Any], extras: dict[str, Any]
+    ) -> tuple[GenerationRequest, bytes | None, dict[str, ImageInfo]]:
+        """The final's request: the draft's text, image, generate_audio, seed (the one it used),
+        ratio, duration and camera_fixed; the rest as this create gives them or the model's
+        defaults [doc]. Reused fields given again are ignored [guess: undocumented for 1.5 pro]."""
+        used, images = draft.params["inputs"]
+        p = draft.params
+        wire = dataclasses.replace(
+            used,
+            aspect_ratio=p["ratio"],
+            duration=p["duration"],
+            seed=p["seed"],
+            resolution=values.get("resolution"),
+            watermark=values.get("watermark"),
+            fps=values.get("fps"),
+            service_tier=values.get("service_tier"),
+            execution_expires_after=values.get("execution_expires_after"),
+            return_last_frame=extras.get("return_last_frame"),
+            draft=values.get("draft"),
+            from_draft=draft.id,
+        )
+        return wire, draft.video.image, images
 
     def _frames(self, request: Request, content: Any) -> dict[str, Any]:
         """The image references of `content` by role; a malformed item is a 400, as the API says."""
@@ -269,6 +364,9 @@ class ModelArkDialect(Dialect):
         }
         if status is TaskStatus.SUCCEEDED:
             tokens = video_tokens(p["width"], p["height"], p["fps"], p["duration"])
+            if p.get("draft"):
+                model = self.spec.models[task.model]
+                tokens = draft_tokens(model, tokens, p.get("generate_audio"))
             payload["content"] = {"video_url": self.video_url(request, task)}
             if p.get("return_last_frame"):
                 payload["content"]["last_frame_url"] = self.video_url(request, task, "png")
@@ -276,9 +374,11 @@ class ModelArkDialect(Dialect):
             payload["usage"] = {"completion_tokens": count, "total_tokens": count}
         elif status is TaskStatus.FAILED and task.failure:
             payload["error"] = {"code": task.failure[0], "message": task.failure[1]}
-        for name in ("generate_audio", "draft", "frames", "safety_identifier"):
+        for name in ("generate_audio", "frames", "safety_identifier", "draft_task_id"):
             if p.get(name) is not None:
                 payload[name] = p[name]
+        if "draft" in self.spec.models[task.model].options:  # "only 1.5 pro returns it" [doc]
+            payload["draft"] = bool(p.get("draft"))
         return payload
 
     async def _task_of(self, request: Request) -> EmulatedTask:

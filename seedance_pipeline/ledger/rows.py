@@ -42,7 +42,9 @@ SCHEMA = pa.schema(
         ("seed", pa.int64()),
         ("seed_used", pa.int64()),
         ("camera_fixed", pa.bool_()),
+        ("draft", pa.bool_()),
         ("task_id", pa.string()),
+        ("draft_task_id", pa.string()),
         ("status", pa.string()),
         ("error_kind", pa.string()),
         ("error_message", pa.string()),
@@ -70,7 +72,8 @@ COLUMNS = ["batch", *SCHEMA.names]
 # JSON reader with the ledger's own types.
 _FROM_REQUEST = {"prompt": "prompt", "image": "image", "last_image": "last_image",
                  "resolution": "resolution", "aspect_ratio": "aspect_ratio", "duration_s": "duration",
-                 "seed": "seed", "camera_fixed": "camera_fixed"}  # fmt: skip
+                 "seed": "seed", "camera_fixed": "camera_fixed", "draft": "draft",
+                 "draft_task_id": "from_draft"}  # fmt: skip
 REQUEST_FIELDS = pa.schema(
     [(field, SCHEMA.field(column).type) for column, field in _FROM_REQUEST.items()]
 )
@@ -115,6 +118,7 @@ def ledger_chunk(stored: pa.RecordBatch) -> pa.Table:
     status = columns["status"]
     columns["status"] = pc.if_else(pc.is_in(status, pa.array(OPEN)), "pending", status)
     columns["cost_usd"] = pc.fill_null(columns["cost_usd"], 0.0)
+    columns["draft"] = pc.fill_null(columns["draft"], False)
     return pa.table(columns, schema=SCHEMA)
 
 

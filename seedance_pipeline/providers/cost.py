@@ -25,11 +25,20 @@ def requested_tokens(
     model: ModelSpec, request: GenerationRequest, image_size: tuple[int, int] | None = None
 ) -> int:
     """Tokens the request will be billed if it succeeds, from the documented pixel sizes."""
-    resolution = request.resolution or model.default_resolution
+    draft_resolution = model.draft_resolution if request.draft else None
+    resolution = request.resolution or draft_resolution or model.default_resolution
     ratio = request.aspect_ratio or model.default_aspect_ratio
     width, height = output_size(model.family, resolution, ratio, image_size)
     duration = request.duration or model.default_duration
-    return video_tokens(width, height, request.fps or FPS, duration)
+    tokens = video_tokens(width, height, request.fps or FPS, duration)
+    return draft_tokens(model, tokens, request.generate_audio) if request.draft else tokens
+
+
+def draft_tokens(model: ModelSpec, tokens: int, generate_audio: bool | None) -> int:
+    """A draft preview's tokens: the normal video's times the model's documented factor."""
+    audio = model.generate_audio_default if generate_audio is None else generate_audio
+    factor = model.draft_token_factor_with_audio if audio else model.draft_token_factor
+    return int(tokens * factor)
 
 
 def _with_audio(model: ModelSpec, request: GenerationRequest) -> bool:

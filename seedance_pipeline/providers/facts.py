@@ -27,6 +27,8 @@ OPTIONS = (
     "fps",
     "execution_expires_after",
     "return_last_frame",
+    "draft",
+    "from_draft",
 )
 
 
@@ -79,6 +81,11 @@ class ModelSpec:
     # send (yet): the emulator accepts them as the real API does (ModelArk: `return_last_frame`...).
     api_options: frozenset[str] = frozenset()
     frames_range: tuple[int, int] | None = None  # `frames` instead of a duration, 25 + 4n
+    # Draft previews (ModelArk 1.5 pro): made at this resolution only, billed at the normal unit
+    # price for the normal token count times a factor.
+    draft_resolution: str | None = None
+    draft_token_factor: float = 1.0
+    draft_token_factor_with_audio: float = 1.0
 
     def allows_duration(self, seconds: int) -> bool:
         if self.duration_range is not None:
@@ -159,6 +166,9 @@ def _model(model_id: str, raw: dict[str, Any]) -> ModelSpec:
         execution_expires_after_default=raw.get("execution_expires_after_default"),
         api_options=frozenset(raw.get("api_options", ())),
         frames_range=pair("frames_range"),
+        draft_resolution=raw.get("draft_resolution"),
+        draft_token_factor=float(raw.get("draft_token_factor", 1.0)),
+        draft_token_factor_with_audio=float(raw.get("draft_token_factor_with_audio", 1.0)),
     )
 
 

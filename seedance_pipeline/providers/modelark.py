@@ -56,7 +56,11 @@ TOP_LEVEL_FIELDS = {
     "service_tier": "service_tier",
     "execution_expires_after": "execution_expires_after",
     "return_last_frame": "return_last_frame",
+    "draft": "draft",
 }
+# What a final made from a draft takes from the draft, never from its own request [doc: create API
+# `content.draft_task.id`].
+REUSED_FROM_DRAFT = ("aspect_ratio", "duration", "seed", "camera_fixed", "generate_audio")
 
 
 def _flag_value(value: Any) -> str:
@@ -89,8 +93,15 @@ class ModelArkAdapter(ProviderAdapter):
             if getattr(request, name) is not None
         }
         values.update(resolution=resolution, duration=duration)
-        text = request.prompt
         body: dict[str, Any] = {"model": request.model}
+        if request.from_draft is not None:  # the draft's text, image and reused fields
+            for name in REUSED_FROM_DRAFT:
+                values.pop(name, None)
+            body.update({TOP_LEVEL_FIELDS[name]: value for name, value in values.items()})
+            draft_task = {"type": "draft_task", "draft_task": {"id": request.from_draft}}
+            body["content"] = [draft_task]
+            return HttpCall("POST", PATH, json=body)
+        text = request.prompt
         if model.parameter_style == "inline":
             flags = " ".join(
                 f"{flag} {_flag_value(values.pop(name))}"

@@ -31,6 +31,8 @@ class GenerationRequest:
     fps: int | None = None
     execution_expires_after: int | None = None
     return_last_frame: bool | None = None  # ask for the video's last frame as an image (ModelArk)
+    draft: bool | None = None  # a cheaper 480p preview (ModelArk 1.5 pro)
+    from_draft: str | None = None  # the provider's task id of a draft this final is made from
 
 
 class TaskStatus(enum.StrEnum):

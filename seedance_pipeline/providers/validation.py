@@ -22,6 +22,8 @@ _OPTION_LABELS = {
     "fps": "fps",
     "execution_expires_after": "execution_expires_after",
     "return_last_frame": "return_last_frame (the last frame as an image)",
+    "draft": "draft previews",
+    "from_draft": "finals from a draft (from_draft)",
 }
 
 
@@ -237,6 +239,8 @@ def validate_request(
                 "enum",
             )
         )
+    if "draft" in model.options:
+        found += _draft_violations(request, model)
     expires = request.execution_expires_after
     if expires is not None and model.execution_expires_after_range is not None:
         low, high = model.execution_expires_after_range
@@ -246,4 +250,39 @@ def validate_request(
                     "execution_expires_after", f"{expires} s is outside {low}–{high} s", "range"
                 )
             )
+    return found
+
+
+def _draft_violations(request: GenerationRequest, model: ModelSpec) -> list[Violation]:
+    """A draft is made at one resolution, without its last frame, not on the flex tier; a final
+    is made from a draft, so it cannot be one."""
+    found: list[Violation] = []
+    if request.from_draft is not None and (
+        not isinstance(request.from_draft, str) or not request.from_draft.strip()
+        or len(request.from_draft) > 128 or any(c.isspace() for c in request.from_draft)
+    ):  # fmt: skip
+        found.append(Violation("from_draft", "must be the draft's task id (task_id in the ledger)"))
+    if not request.draft:
+        return found
+    if request.from_draft is not None:
+        found.append(
+            Violation("draft", "a final made from a draft cannot itself be a draft", "conflict")
+        )
+    if request.resolution is not None and request.resolution != model.draft_resolution:
+        found.append(
+            Violation(
+                "resolution",
+                f"a draft is made at {model.draft_resolution} only; leave resolution empty or "
+                f"use {model.draft_resolution}",
+                "draft",
+            )
+        )
+    if request.return_last_frame:
+        found.append(
+            Violation("return_last_frame", "a draft has no last frame; leave it empty", "draft")
+        )
+    if request.service_tier == "flex":
+        found.append(
+            Violation("service_tier", "a draft cannot run on the flex tier; use default", "draft")
+        )
     return found

@@ -197,13 +197,23 @@ def test_modelark_rejects_unsupported_fields_and_reads_inline_flags(
     )
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "colour"
     nulls = {"colour": None, "draft": None, "frames": None, "priority": None, "seed": None}
-    for name, value in [("draft", True), ("priority", 1), ("output_format", "mp4")]:
+    # draft is 1.5 pro's alone; priority, output_format outside their documented values
+    for name, value in [("draft", True), ("priority", 10), ("output_format", "webm"),
+                        ("omni_reference_task_type", "remix"), ("priority", "1")]:  # fmt: skip
         refused = http.post(
             path,
             headers=BEARER,
             json={"model": "seedance-1-0-lite-i2v-250428", "content": [image], name: value},
         )
         assert refused.status_code == 400 and refused.json()["error"]["param"] == name
+    # documented fields of the API (for the 2.x models) are taken and ignored, as null or not
+    documented = {"priority": 9, "output_format": "mp4", "omni_reference_task_type": "auto"}
+    taken = http.post(
+        path,
+        headers=BEARER,
+        json={"model": "seedance-1-0-lite-i2v-250428", "content": [image], **documented},
+    )
+    assert taken.status_code == 200, taken.text
     as_null = http.post(
         path,
         headers=BEARER,

@@ -195,11 +195,9 @@ def test_the_ark_client_reads_a_failed_task_with_its_error(
 def test_the_ark_client_can_send_each_option_the_model_takes(
     ark: Ark, model: str, image_uri: str
 ) -> None:
-    """`return_last_frame`, `draft`, `frames` where the model takes them; the rest stay null."""
+    """`return_last_frame` and `frames` where the model takes them; the rest stay null."""
     spec = FACTS.providers["modelark"].models[model]
     extra: dict[str, Any] = {"return_last_frame": True, "safety_identifier": "user-42"}
-    if "draft" in spec.api_options:
-        extra.update(draft=True, resolution="480p")
     task_id = ark_create(ark, spec, image_uri, **extra)
     done = wait_until(
         partial(ark.content_generation.tasks.get, task_id=task_id),
@@ -207,8 +205,6 @@ def test_the_ark_client_can_send_each_option_the_model_takes(
     )
     assert_typed(done)
     assert done.content.last_frame_url.startswith("http")
-    if "draft" in spec.api_options:
-        assert done.draft is True
     if "frames" in spec.api_options:
         by_frames = ark_create(ark, spec, image_uri, duration=None, frames=121)
         framed = wait_until(
@@ -216,6 +212,50 @@ def test_the_ark_client_can_send_each_option_the_model_takes(
             lambda t: t.status == "succeeded",
         )
         assert (framed.frames, framed.duration) == (121, 5)
+
+
+DRAFT_MODELS = [
+    m for m, spec in FACTS.providers["modelark"].models.items() if "draft" in spec.options
+]
+
+
+@pytest.mark.parametrize("model", DRAFT_MODELS)
+def test_the_ark_client_makes_a_draft_and_a_final_from_it(
+    ark: Ark, model: str, image_uri: str
+) -> None:
+    """The documented two steps: `draft: true` makes a 480p preview; a create whose content is
+    only `{"type": "draft_task", "draft_task": {"id": ...}}` makes the final, reusing the draft's
+    seed, ratio and duration, and says which draft it came from."""
+    spec = FACTS.providers["modelark"].models[model]
+    tasks = ark.content_generation.tasks
+    audio = {"generate_audio": True, "seed": None}  # with audio, the documented factor is 0.6
+    normal = ark_create(ark, spec, image_uri, resolution="480p", **audio)
+    draft_id = ark_create(ark, spec, image_uri, resolution=None, draft=True, **audio)
+    draft, plain = (
+        wait_until(partial(tasks.get, task_id=t), lambda t: t.status == "succeeded")
+        for t in (draft_id, normal)
+    )
+    assert_typed(draft)
+    assert (draft.draft, plain.draft) == (True, False)
+    assert draft.resolution == "480p" and draft.seed >= 0
+    assert draft.usage.completion_tokens == int(plain.usage.completion_tokens * 0.6)
+    final_id = tasks.create(
+        model=spec.id,
+        content=[{"type": "draft_task", "draft_task": {"id": draft_id}}],
+        resolution="720p",
+        return_last_frame=True,
+    ).id
+    final = wait_until(partial(tasks.get, task_id=final_id), lambda t: t.status == "succeeded")
+    assert_typed(final)
+    assert final.draft is False and final.draft_task_id == draft_id
+    assert (final.seed, final.ratio, final.duration) == (draft.seed, draft.ratio, draft.duration)
+    assert final.resolution == "720p" and final.content.last_frame_url.startswith("http")
+    with pytest.raises(ArkBadRequestError):  # a draft is made at 480p only
+        ark_create(ark, spec, image_uri, resolution="720p", draft=True)
+    with pytest.raises(ArkBadRequestError):  # and without its last frame
+        ark_create(ark, spec, image_uri, resolution=None, draft=True, return_last_frame=True)
+    with pytest.raises(ArkBadRequestError):  # a final comes from a draft, not a normal video
+        tasks.create(model=spec.id, content=[{"type": "draft_task", "draft_task": {"id": normal}}])
 
 
 def test_the_ark_client_hears_invalid_parameter_for_an_image_url_as_a_plain_string(
