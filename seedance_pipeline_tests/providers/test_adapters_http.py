@@ -167,6 +167,36 @@ def test_request_bodies_follow_each_providers_document(make_image: ImageFactory)
     assert {"first_frame_url", "last_frame_url"} <= set(seg.json)
 
 
+def test_a_draft_is_asked_for_and_a_final_sends_only_the_draft_id_and_its_own_fields(
+    make_image: ImageFactory,
+) -> None:
+    image = make_image(1280, 720)
+    ark = adapter_for("modelark")
+    pro = "seedance-1-5-pro-251215"
+    draft = ark.build_submit(gen("modelark", pro, image, draft=True, seed=7))
+    assert draft.json is not None and draft.json["draft"] is True
+    assert draft.json["resolution"] == "480p" and draft.json["seed"] == 7
+    final = ark.build_submit(
+        gen("modelark", pro, image, from_draft="cgt-1", resolution="720p", seed=7, duration=6,
+            aspect_ratio="16:9", generate_audio=True, camera_fixed=True, watermark=False)
+    )  # fmt: skip
+    assert final.json == {
+        "model": pro,
+        "content": [{"type": "draft_task", "draft_task": {"id": "cgt-1"}}],
+        "resolution": "720p",
+        "watermark": False,
+    }  # the draft's text, image, seed, ratio, duration, audio and camera are reused, not sent
+    refused = ark.validate(
+        gen("modelark", pro, image, draft=True, resolution="720p", return_last_frame=True,
+            service_tier="flex", from_draft="cgt-1")
+    )  # fmt: skip
+    assert sorted(v.field for v in refused) == [
+        "draft", "resolution", "return_last_frame", "service_tier"
+    ]  # fmt: skip
+    other = ark.validate(gen("modelark", "seedance-1-0-pro-250528", image, draft=True))
+    assert [(v.field, v.rule) for v in other] == [("draft", "unsupported")]
+
+
 def test_first_and_last_frame_are_accepted_by_the_emulator(
     emulator: EmulatorServer, make_image: ImageFactory
 ) -> None:

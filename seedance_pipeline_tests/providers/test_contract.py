@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 from types import ModuleType
 
 import httpx
@@ -81,6 +82,10 @@ def test_every_model_has_consistent_defaults_for_validation(provider: str, model
         assert model.fps
     assert model.api_options <= set(API_OPTIONS), model.api_options - set(API_OPTIONS)
     assert ("frames" in model.api_options) == (model.frames_range is not None)
+    assert ("draft" in model.options) == ("from_draft" in model.options)
+    assert ("draft" in model.options) == (model.draft_resolution is not None)
+    if model.draft_resolution is not None:
+        assert model.draft_resolution in model.resolutions
     if model.execution_expires_after_default is not None:
         assert model.execution_expires_after_range is not None
         low, high = model.execution_expires_after_range
@@ -113,3 +118,18 @@ def test_every_model_has_a_price_for_what_it_offers(provider: str, model_id: str
         durations = model.durations or tuple(range(low, high + 1))
         offered = {f"{res}/{seconds}s" for res in model.resolutions for seconds in durations}
         assert not offered - set(price.per_generation), sorted(offered - set(price.per_generation))
+
+
+@pytest.mark.parametrize("provider,model_id", MODELS)
+def test_the_readme_lists_every_model_with_the_source_of_its_facts(
+    provider: str, model_id: str
+) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in readme.splitlines()
+        if line.startswith("|") and f"`{model_id}`" in line
+    ]
+    listed = [row for row in rows if f"`{provider}`" in row[0] and len(row) == 6]
+    assert listed, f"README's provider table has no row for {provider} {model_id}"
+    assert "[doc]" in listed[0][4] or "[client]" in listed[0][4] or "[guess]" in listed[0][4]
