@@ -5,6 +5,8 @@ a model does not support are rejected, not ignored. A null field is an absent on
 client sends every create field it knows, null when unset, so the real service must accept that.
 Answers carry the types that client declares (integers for `duration` and token counts); strings
 there, which some third-party reports mention, are the explicit fault `Faults.string_numbers`.
+1.5 pro makes drafts (`draft: true`, 480p, fewer tokens) and finals from them (a `draft_task` content
+item), as the create API and the tutorial's "Draft mode" describe.
 """
 
 from __future__ import annotations
