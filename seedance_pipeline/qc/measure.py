@@ -3,8 +3,8 @@
 Speed: every frame must be decoded (H.264 predicts each frame from the previous ones), but only
 the sampled ones (`sample_fps`, 6 a second) and the last are turned into small grayscale arrays,
 by PyAV's own scaler (`analysis_px` on the long side); motion, black share and the first and last
-frames are read from those. A 5 s 720p clip takes about 0.2 s on one core, about 1.4 × a bare
-decode of the same clip (BENCHMARKS.md).
+frames are read from those. A 5 s 720p clip takes about 0.1 s on one core, 1.2 to 1.9 × a
+bare decode of the same clip (BENCHMARKS.md, `qc`).
 """
 
 from __future__ import annotations
