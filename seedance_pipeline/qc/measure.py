@@ -65,10 +65,11 @@ def measure_video(uri: str, thresholds: QcThresholds) -> VideoFigures:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame threads where there are cores; harmless on one
             fps = float(stream.average_rate or 0)
-            if container.duration is not None:
-                duration = container.duration / av.time_base
-            elif stream.duration is not None and stream.time_base is not None:
+            # The video stream's own duration: an audio track may run a little longer.
+            if stream.duration is not None and stream.time_base is not None:
                 duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
             else:
                 duration = 0.0
             width, height = stream.width, stream.height

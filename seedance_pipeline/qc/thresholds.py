@@ -36,3 +36,11 @@ class QcThresholds:
     frame_tolerance: int = 2
     # The long side, in pixels, frames and images are reduced to before they are compared.
     analysis_px: int = 160
+
+    def __post_init__(self) -> None:
+        if self.sample_fps <= 0:
+            raise ValueError(f"sample_fps must be above 0: {self.sample_fps}")
+        if self.analysis_px < 32:
+            raise ValueError(
+                f"analysis_px must be at least 32 (SSIM needs room): {self.analysis_px}"
+            )
