@@ -68,7 +68,9 @@ class Faults:
         if "apply_to" in values:
             values["apply_to"] = tuple(values["apply_to"])
         if values.get("bad_video") not in (None, *BAD_VIDEOS):
-            raise ValueError(f"unknown bad_video {values['bad_video']!r}; known: {list(BAD_VIDEOS)}")
+            raise ValueError(
+                f"unknown bad_video {values['bad_video']!r}; known: {list(BAD_VIDEOS)}"
+            )
         return cls(**values)
 
 

@@ -61,7 +61,11 @@ def deliver(store: StateStore, settings: PipelineSettings, record: RequestRecord
         return store.move(record.request_id, Move.INLINE_VIDEO_UNREADABLE,
                           error_kind=ErrorKind.VIDEO_LOST, error_message=str(exc), cost_usd=cost,
                           tokens=tokens, completed_at=time.time())  # fmt: skip
-    size = (record.image_width, record.image_height) if record.image_width and record.image_height else None
+    size = (
+        (record.image_width, record.image_height)
+        if record.image_width and record.image_height
+        else None
+    )
     qc = checked_columns(kept.uri, GenerationRequest(**record.request), size, settings.qc)
     return store.move(
         record.request_id, Move.DELIVERED_INLINE, **qc,
