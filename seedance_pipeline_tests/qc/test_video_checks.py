@@ -12,7 +12,7 @@ from PIL import Image
 
 from seedance_pipeline.emulator.video import render_mp4
 from seedance_pipeline.providers.models import GenerationRequest
-from seedance_pipeline.qc import QcThresholds, check_video
+from seedance_pipeline.qc import QcThresholds, check_video, checked_columns
 from seedance_pipeline.qc.similarity import psnr, ssim
 from seedance_pipeline.settings import settings_from
 
@@ -114,3 +114,15 @@ def test_a_black_clip_fails_only_under_its_threshold(tmp_path: Path, image: Path
     assert strict.qc_black_share == 1.0 and "100% of frames black" in (strict.qc_reasons or "")
     lax = check_video(str(video), request(image), None, QcThresholds(black_luma=0.0))
     assert lax.qc_black_share == 0.0 and "black" not in (lax.qc_reasons or "")
+
+
+def test_a_bug_in_qc_leaves_the_video_kept_without_a_verdict(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, image: Path
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug in measuring")
+
+    monkeypatch.setattr("seedance_pipeline.qc.verdict.measure_video", broken)
+    video = tmp_path / "good.mp4"
+    video.write_bytes(render_mp4(image.read_bytes(), 864, 480, 2))
+    assert checked_columns(str(video), request(image), None, QcThresholds()) == {}
