@@ -100,6 +100,25 @@ def _resolve_unknown(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from seedance_pipeline.ledger.export import export_dataset
+
+    settings = settings_from(data_dir=args.data_dir, state_url=args.state_url)
+    verdicts = [v.strip() for v in args.qc.split(",") if v.strip()]
+    try:
+        done = export_dataset(settings, args.out, verdicts)
+    except ValueError as exc:
+        print(f"seedance-pipeline export: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {done.videos} videos (QC {', '.join(verdicts)}); "
+          f"{done.left_out} kept videos left out by their QC verdict; manifest: {done.manifest}")  # fmt: skip
+    if done.mismatched:
+        print(f"seedance-pipeline export: {len(done.mismatched)} videos left out, their copy no longer "
+              f"matches its sha256: {', '.join(done.mismatched[:10])}", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seedance-pipeline",
@@ -157,6 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--resubmit", action="store_true", help="submit it again")
     action.add_argument("--abandon", action="store_true", help="mark it failed")
     resolve.set_defaults(func=_resolve_unknown)
+
+    export = commands.add_parser(
+        "export",
+        help="write the kept videos that pass QC, with a Parquet manifest, as a dataset",
+        description="Copies every kept video whose QC verdict is wanted to OUT/videos/ and writes "
+        "OUT/manifest.parquet (file_name, prompt, image, seed used, QC figures, …), readable by "
+        "pandas, DuckDB and Hugging Face datasets. OUT is a path or fsspec URL.",
+    )
+    export.add_argument("--data-dir", help=f"default ${ENV['data_dir']}, else {DEFAULTS.data_dir}")
+    export.add_argument(
+        "--state-url",
+        help="SQLAlchemy URL of the state store (default: $SEEDANCE_STATE_URL, else SQLite in the data dir)",
+    )
+    export.add_argument("--out", required=True, help="where the dataset goes: a path or fsspec URL")
+    export.add_argument("--qc", default="pass", help="the QC verdicts to export, comma-separated: "
+                        "pass, warn, fail (default pass)")  # fmt: skip
+    export.set_defaults(func=_export)
 
     emulator = commands.add_parser(
         "emulator",

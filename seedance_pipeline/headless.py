@@ -8,7 +8,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -38,12 +38,27 @@ class RunSummary:
     ledger_path: str  # an absolute path or an fsspec URL
     sandbox_rows: int
     submitted: int
+    qc: dict[str, int] = field(default_factory=dict)  # kept videos by QC verdict
+
+    def qc_line(self) -> str | None:
+        """Kept videos by QC verdict, and what each passing clip cost."""
+        if not self.qc:
+            return None
+        verdicts = ", ".join(f"{v} {n}" for v, n in sorted(self.qc.items()))
+        passing = self.qc.get("pass", 0)
+        per_clip = (
+            f"${self.cost_usd / passing:.4f} per passing clip" if passing else "no clip passes"
+        )
+        return f"QC: {verdicts}; {per_clip}"
 
     def lines(self) -> list[str]:
         total = sum(self.counts.values())
         out = [f"requests: {total}"]
         out += [f"  {status:10s} {n}" for status, n in sorted(self.counts.items())]
         out.append(f"cost: ${self.cost_usd:.4f} (estimated ${self.cost_usd_estimated:.4f})")
+        qc = self.qc_line()
+        if qc:
+            out.append(qc)
         if self.daily_budget_usd is not None:
             left = max(0.0, self.daily_budget_usd - self.spent_today_usd)
             out.append(
@@ -213,4 +228,5 @@ def run_headless(
         ledger_path=settings.ledger,
         sandbox_rows=sum(1 for r in records if r.sandbox),
         submitted=submitted,
+        qc=dict(Counter(r.qc_status for r in records if r.qc_status)),
     )

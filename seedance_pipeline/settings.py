@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from seedance_pipeline.providers.facts import load_facts
+from seedance_pipeline.qc import QcThresholds
 from seedance_pipeline.state.claims import SpendCap, start_of_utc_day
 from seedance_pipeline.state.schema import default_state_url
 from seedance_pipeline.state.store import StateStore
@@ -45,6 +46,8 @@ ENV = {
     "stale_submission_s": "SEEDANCE_STALE_SUBMISSION_S",
     "sandbox_url": "SEEDANCE_SANDBOX_URL",
 }
+# Video QC's limits (qc/thresholds.py documents each and its default): SEEDANCE_QC_BLACK_LUMA, …
+QC_ENV = {f.name: f"SEEDANCE_QC_{f.name.upper()}" for f in dataclasses.fields(QcThresholds)}
 NO_CAP = -1.0  # as a spend cap: none (so is an empty value)
 CAPS = ("daily_budget_usd", "batch_budget_usd", "run_budget_usd")
 
@@ -110,6 +113,7 @@ class PipelineSettings:
     # may take (Segmind: minutes).
     not_found_grace_s: float = 3600.0
     sandbox_url: str | None = None  # an emulator to use for providers without a key
+    qc: QcThresholds = field(default_factory=QcThresholds)  # what a kept video is judged by
 
     def __post_init__(self) -> None:
         for name in CAPS:
@@ -213,9 +217,25 @@ def settings_from(env: Mapping[str, str] | None = None, **given: Any) -> Pipelin
                 values[name] = spend_cap(raw, variable or name)
         elif value is not None:
             values[name] = value
+        elif name == "qc":
+            values[name] = qc_thresholds_from(env)
         elif raw:
             values[name] = _typed(name, raw)
     return PipelineSettings(**values)
+
+
+def qc_thresholds_from(env: Mapping[str, str]) -> QcThresholds:
+    """QC's limits: each `SEEDANCE_QC_*` variable that is set, else its documented default."""
+    values: dict[str, Any] = {}
+    for spec in dataclasses.fields(QcThresholds):
+        raw = env.get(QC_ENV[spec.name], "").strip()
+        if raw:
+            kind = int if spec.type in ("int", int) else float
+            try:
+                values[spec.name] = kind(raw)
+            except ValueError:
+                raise ValueError(f"{QC_ENV[spec.name]} must be a number: {raw!r}") from None
+    return QcThresholds(**values)
 
 
 def _typed(name: str, raw: str) -> Any:

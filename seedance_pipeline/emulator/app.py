@@ -56,7 +56,9 @@ def build_app(state: EmulatorState) -> ASGIApp:
             return Response(_EXPIRED, 403, media_type="application/xml")
         if name.endswith(".png"):
             spec = task.video
-            frame = await run_in_threadpool(render_last_frame, spec.image, spec.width, spec.height)
+            frame = await run_in_threadpool(
+                render_last_frame, spec.image, spec.width, spec.height, spec.last_image
+            )
             return Response(frame, 200, media_type="image/png")
         data = await run_in_threadpool(state.video, task.video)
         return Response(data, 200, media_type="video/mp4")

@@ -239,9 +239,11 @@ class Dialect(abc.ABC):
         image, info = await self.load_image(request, names[0], first)
         images = {first: info} if info else {}
         if last is not None:
-            _, last_info = await self.load_image(request, names[1], last)
+            last_bytes, last_info = await self.load_image(request, names[1], last)
             if last_info:
                 images[last] = last_info
+            # For the video's ending (`create`), without changing what the dialects are handed.
+            request.state.last_image_bytes = last_bytes
         return image, images
 
     def check(
@@ -311,7 +313,14 @@ class Dialect(abc.ABC):
             model=wire.model,
             api_key=key,
             body=raw_body,
-            video=VideoSpec(image=image, width=width, height=height, duration_s=duration),
+            video=VideoSpec(
+                image=image,
+                width=width,
+                height=height,
+                duration_s=duration,
+                last_image=getattr(request.state, "last_image_bytes", None),
+                audio=model.with_audio(wire.generate_audio),
+            ),
             params=params,
             expires_after_s=expires,
         )

@@ -18,7 +18,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from seedance_pipeline.emulator.video import render_mp4
+from seedance_pipeline.emulator.video import BAD_VIDEOS, render_mp4
 from seedance_pipeline.providers.facts import load_facts
 from seedance_pipeline.providers.models import TaskStatus
 
@@ -53,6 +53,10 @@ class Faults:
     # reports say so, the official client types them as integers, so it is a fault, not a default
     string_numbers: bool = False
     apply_to: tuple[str, ...] = ("submit", "poll")  # which calls the per-call faults hit
+    # succeeded tasks deliver a bad video of this kind (video.BAD_VIDEOS: black, frozen,
+    # wrong_duration, unrelated), this share of them: what QC must catch
+    bad_video: str | None = None
+    bad_video_rate: float = 1.0
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Faults:
@@ -63,6 +67,10 @@ class Faults:
         values = dict(raw)
         if "apply_to" in values:
             values["apply_to"] = tuple(values["apply_to"])
+        if values.get("bad_video") not in (None, *BAD_VIDEOS):
+            raise ValueError(
+                f"unknown bad_video {values['bad_video']!r}; known: {list(BAD_VIDEOS)}"
+            )
         return cls(**values)
 
 
@@ -110,6 +118,9 @@ class VideoSpec:
     height: int
     duration_s: int
     fps: int = 24
+    last_image: bytes | None = None  # the clip fades into it and ends on it
+    audio: bool = False  # a (silent) audio track, where audio was asked for
+    defect: str | None = None  # a bad video of this kind (Faults.bad_video)
 
 
 @dataclass
@@ -240,6 +251,9 @@ class EmulatorState:
             )
         elif self.draw(provider, "task", "expire"):
             outcome = TaskStatus.EXPIRED
+        defect = self.faults(provider).bad_video
+        if defect is not None and self.draw(provider, "task", "bad_video"):
+            video = dataclasses.replace(video, defect=defect)
         runs_at = now + self.config.queued_s
         duration = self.config.queued_s + self.config.running_s
         finishes_at = now + duration
@@ -296,13 +310,18 @@ class EmulatorState:
 
     def video(self, spec: VideoSpec) -> bytes:
         """The MP4 for `spec`, rendered once and kept in a small cache (renders take ~1 s)."""
-        digest = hashlib.sha256(spec.image).hexdigest() if spec.image is not None else None
-        key = (digest, spec.width, spec.height, spec.duration_s, spec.fps)
+        digest, last = (
+            hashlib.sha256(image).hexdigest() if image is not None else None
+            for image in (spec.image, spec.last_image)
+        )
+        key = (digest, spec.width, spec.height, spec.duration_s, spec.fps, last, spec.audio,
+               spec.defect)  # fmt: skip
         with self._lock:
             if key in self.video_cache:
                 self.video_cache.move_to_end(key)
                 return self.video_cache[key]
-        data = render_mp4(spec.image, spec.width, spec.height, spec.duration_s, spec.fps)
+        data = render_mp4(spec.image, spec.width, spec.height, spec.duration_s, spec.fps,
+                          last_image=spec.last_image, audio=spec.audio, defect=spec.defect)  # fmt: skip
         with self._lock:
             self.video_cache[key] = data
             while len(self.video_cache) > _VIDEO_CACHE_SIZE:

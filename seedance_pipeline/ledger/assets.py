@@ -7,7 +7,12 @@ import dagster as dg
 from seedance_pipeline.jobs import LEDGER_ASSET, SUBMISSION_ASSETS
 from seedance_pipeline.ledger.checks import CHECK_DESCRIPTIONS, ledger_checks
 from seedance_pipeline.ledger.rows import COLUMNS, read_partition
-from seedance_pipeline.ledger.summary import failures_by_kind, provider_summaries
+from seedance_pipeline.ledger.summary import (
+    cost_per_passing_clip,
+    failures_by_kind,
+    provider_summaries,
+    qc_counts,
+)
 from seedance_pipeline.ledger.write import secret_values, write_batch_ledger
 from seedance_pipeline.metadata import link
 from seedance_pipeline.partitions import batches
@@ -57,7 +62,9 @@ FAILURES_SCHEMA = dg.TableSchema(
         "fps and duration, timestamps, and whether it came from the sandbox emulator. Materialised by "
         "the task sensor once the batch has nothing in flight. Its metadata shows counts by status, "
         "cost (estimated, actual, budget left), a table per provider, failures grouped by kind "
-        "with one example message each, and `batch_report`, the link to the batch's contact sheet."
+        "with one example message each, QC verdicts (`qc`) and the cost per clip that passes QC "
+        "(`cost_per_passing_clip_usd`), and `batch_report`, the link to the "
+        "batch's contact sheet."
     ),
 )
 def batch_ledger(
@@ -79,6 +86,9 @@ def batch_ledger(
         dg.AssetCheckResult(
             check_name=o.name,
             passed=bool(o.passed),
+            severity=dg.AssetCheckSeverity.WARN
+            if o.severity == "warn"
+            else dg.AssetCheckSeverity.ERROR,
             metadata={
                 k: v if isinstance(v, int | float | str) else dg.MetadataValue.json(v)
                 for k, v in o.metadata.items()
@@ -105,6 +115,9 @@ def batch_ledger(
                 [dg.TableRecord(vars(f)) for f in failures_by_kind(written)], FAILURES_SCHEMA
             ),
             "sandbox_rows": sandbox_rows,
+            # What a dataset team budgets by: the cost of every row over the clips that pass QC.
+            "qc": dg.MetadataValue.json(qc_counts(written)),
+            "cost_per_passing_clip_usd": _per_passing_clip(cost_per_passing_clip(written)),
             **settings.budget_metadata(settings.store(), context.partition_key),
             "SANDBOX": dg.MetadataValue.text(
                 "yes: rows from the local emulator" if sandbox_rows else "no"
@@ -125,3 +138,7 @@ def batch_ledger(
         },
         check_results=checks,
     )
+
+
+def _per_passing_clip(cost: float | None) -> float | dg.MetadataValue:
+    return cost if cost is not None else dg.MetadataValue.text("no clip passes QC")

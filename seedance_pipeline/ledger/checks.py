@@ -18,7 +18,10 @@ CHECK_DESCRIPTIONS = {
     "paid_videos_kept": "No succeeded (paid) video was lost: its URL expired or broke before it was copied.",
     "costs_add_up": "Costs are non-negative and add up to the materialisation's reported total.",
     "no_secrets": "No API key value appears in any column.",
+    "videos_pass_qc": "Every kept video passes QC (a WARN lists those whose qc_status is fail; QC never changes a status).",
 }
+WARN_ONLY = {"videos_pass_qc"}  # their failure is shown as a warning: the rows are still right
+QC_EXAMPLES = 50
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,10 @@ class CheckOutcome:
     name: str
     passed: bool
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> str:
+        return "warn" if self.name in WARN_ONLY else "error"
 
 
 def ledger_checks(
@@ -56,4 +63,20 @@ def ledger_checks(
         CheckOutcome("costs_add_up", bool((costs >= 0).all()) and abs(float(costs.sum()) - reported_total_usd) < 1e-6,
                      {"ledger_total_usd": float(costs.sum()), "reported_total_usd": reported_total_usd}),
         CheckOutcome("no_secrets", not leaks, {"keys_checked": len(secrets), "columns_with_a_key": leaks}),
+        qc_check(written),
     ]  # fmt: skip
+
+
+def qc_check(written: pd.DataFrame) -> CheckOutcome:
+    """The kept videos whose QC verdict is `fail`, listed with their reasons (the first
+    QC_EXAMPLES of them; the ledger has every one)."""
+    if "qc_status" not in written:  # a ledger from before QC: nothing measured, nothing failed
+        return CheckOutcome("videos_pass_qc", True, {"measured": 0, "failed": 0, "failures": []})
+    failed = written[written["qc_status"] == "fail"]
+    measured = int(written["qc_status"].notna().sum())
+    listed = [
+        {"request_id": r.request_id, "image_id": r.image_id, "reasons": r.qc_reasons}
+        for r in failed.head(QC_EXAMPLES).itertuples()
+    ]
+    return CheckOutcome("videos_pass_qc", failed.empty,
+                        {"measured": measured, "failed": len(failed), "failures": listed})  # fmt: skip

@@ -89,3 +89,20 @@ def failures_by_kind(ledger: pd.DataFrame) -> list[FailureKind]:
             )
         )
     return sorted(out, key=lambda f: (-f.rows, f.error_kind))
+
+
+def qc_counts(ledger: pd.DataFrame) -> dict[str, int]:
+    """Kept videos by QC verdict (pass, warn, fail; `unmeasured` for kept videos without one)."""
+    kept = ledger[(ledger["status"] == "succeeded") & ledger["video_uri"].notna()]
+    return {
+        str(s): int(n)
+        for s, n in kept["qc_status"].fillna("unmeasured").value_counts().sort_index().items()
+    }
+
+
+def cost_per_passing_clip(ledger: pd.DataFrame) -> float | None:
+    """The cost of every row (each attempt paid, whatever its verdict) over the clips that pass
+    QC: what a dataset costs per usable clip. None when no clip passes."""
+    passing = int((ledger["qc_status"] == "pass").sum())
+    total = float(ledger["cost_usd"].fillna(0.0).sum())
+    return round(total / passing, 6) if passing else None

@@ -25,6 +25,7 @@ from seedance_pipeline.providers import (
     adapter_for,
 )
 from seedance_pipeline.providers.client import ProviderClient, tls_context
+from seedance_pipeline.qc import checked_columns
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.lifecycle import Move, RequestStatus
 from seedance_pipeline.state.store import RequestRecord, StateStore
@@ -210,7 +211,10 @@ async def _advance(
             )
         except (VideoLost, httpx.HTTPError) as exc:
             log.warning("last frame of %s not kept: %s", record.request_id, exc)
-    if store.move(record.request_id, Move.KEEP_VIDEO, video_uri=kept.uri, video_sha256=kept.sha256,
+    # QC once, on the durable copy, in a thread (decoding takes a fraction of a second); its
+    # verdict is written with the move that keeps the video, never instead of it.
+    qc = await asyncio.to_thread(checked_columns, kept.uri, request, size, settings.qc)
+    if store.move(record.request_id, Move.KEEP_VIDEO, **qc, video_uri=kept.uri, video_sha256=kept.sha256,
                   video_bytes=kept.bytes, video_width=kept.width, video_height=kept.height,
                   video_fps=kept.fps, video_duration_s=kept.duration_s,
                   last_frame_uri=last_frame_uri, completed_at=now):  # fmt: skip

@@ -93,6 +93,11 @@ class ModelSpec:
             return low <= seconds <= high
         return seconds in self.durations
 
+    def with_audio(self, generate_audio: bool | None) -> bool:
+        """Whether a video of this model carries audio, given the request's `generate_audio`."""
+        asked = self.generate_audio_default if generate_audio is None else generate_audio
+        return "generate_audio" in self.options and asked
+
     def duration_words(self) -> str:
         if self.duration_range is not None:
             return f"{self.duration_range[0]} to {self.duration_range[1]} s"

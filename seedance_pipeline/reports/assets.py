@@ -20,7 +20,8 @@ from seedance_pipeline.resources import SeedanceResource
     description=(
         "A look at the batch without opening the ledger: `contact_sheet.png` shows, for every "
         "request, the first and the last frame of its kept video (decoded with PyAV) labelled with "
-        "image id, provider and status; rejected, failed and lost rows appear as placeholders in "
+        "image id, provider and status (kept videos that fail QC framed in red, with their reason; the "
+        "header gives the QC verdicts and the cost per passing clip, as does `cost_per_passing_clip_usd`); rejected, failed and lost rows appear as placeholders in "
         f"their status colour. Batches over {MAX_TILES} rows show every problem row and an even "
         "sample of successes. `chart.png` shows rows by status and estimated against actual cost "
         "per provider. Both are at `<reports_url>/batch=<batch>/` (default `<data dir>/reports`), "
@@ -48,6 +49,12 @@ def batch_report(
             "shows": sheet.note,
             "sheet_px": f"{sheet.image.width}×{sheet.image.height}",
             "sheet_bytes": report.sheet_bytes,
+            "qc": dg.MetadataValue.json(report.qc),
+            "cost_per_passing_clip_usd": (
+                report.cost_per_passing_clip_usd
+                if report.cost_per_passing_clip_usd is not None
+                else dg.MetadataValue.text("no clip passes QC")
+            ),
             "preview": dg.MetadataValue.md(preview),
         }
     )

@@ -1,6 +1,8 @@
 """The contact sheet: one tile per ledger row, the video's first and last frame side by side and a
 label (image id, provider, status). Rows without a kept video (rejected, failed, lost, still
 pending) get a placeholder in their status colour, so every request of the batch is on the sheet.
+A kept video that fails QC is framed in red and stamped `QC FAIL`, its first reason under it
+(amber and `QC warn` for a warning); the header gives the verdicts and the cost per passing clip.
 
 Size is bounded whatever the batch: tiles have a fixed size (two 144 px frames), at most
 `MAX_COLUMNS` per line and at most `MAX_TILES` per sheet (8 × 15 tiles: about 2,400 × 3,100 px,
@@ -18,7 +20,12 @@ from dataclasses import dataclass
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from seedance_pipeline.ledger.summary import problem_rows, status_counts
+from seedance_pipeline.ledger.summary import (
+    cost_per_passing_clip,
+    problem_rows,
+    qc_counts,
+    status_counts,
+)
 from seedance_pipeline.reports.frames import FramesUnreadable
 
 BOX = 144  # each frame is shrunk to fit a BOX × BOX square, letterboxed
@@ -45,6 +52,8 @@ STATUS_COLOURS = {
     "pending": (70, 130, 200),
 }
 OTHER_COLOUR = (200, 200, 200)
+QC_COLOURS = {"fail": (235, 40, 40), "warn": (240, 170, 30)}  # a tile's frame, by QC verdict
+QC_BORDER = 4
 
 FrameSource = Callable[[str], tuple[Image.Image, Image.Image]]
 
@@ -73,7 +82,7 @@ def select_rows(ledger: pd.DataFrame, cap: int = MAX_TILES) -> tuple[pd.DataFram
     rows = ledger.sort_values("catalog_row", kind="stable")
     if len(rows) <= cap:
         return rows, f"all {len(rows)} rows"
-    problem = problem_rows(rows)
+    problem = problem_rows(rows) | (_qc(rows) == "fail")
     problems, successes = rows[problem], rows[~problem]
     if len(problems) >= cap:
         return problems.head(cap), (
@@ -105,6 +114,18 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: Font, width: int) -> s
     return text + "…"
 
 
+def _qc(ledger: pd.DataFrame) -> pd.Series:
+    """Each row's QC verdict (None where there is none, or no such column in an older ledger)."""
+    if "qc_status" in ledger:
+        return ledger["qc_status"]
+    return pd.Series(None, index=ledger.index, dtype=object)
+
+
+def _qc_label(row: pd.Series) -> str | None:
+    verdict = row.get("qc_status")
+    return verdict if verdict in QC_COLOURS else None
+
+
 def _has_video(row: pd.Series) -> bool:
     return bool(
         row["status"] == "succeeded"
@@ -115,6 +136,11 @@ def _has_video(row: pd.Series) -> bool:
 
 
 def _detail(row: pd.Series) -> str:
+    verdict = _qc_label(row)
+    if verdict is not None:
+        reasons = row.get("qc_reasons")
+        first = str(reasons).split("; ")[0] if isinstance(reasons, str) else ""
+        return f"QC {'FAIL' if verdict == 'fail' else 'warn'}: {first}"
     if row["status"] == "succeeded" and pd.isna(row["error_kind"]):
         parts = []
         if pd.notna(row["video_duration_s"]):
@@ -159,6 +185,13 @@ def render_contact_sheet(
     draw = ImageDraw.Draw(sheet)
     big, small = _font(15), _font(12)
     counts = ", ".join(f"{s} {n}" for s, n in status_counts(ledger).items()) or "no rows"
+    if "qc_status" in ledger:
+        verdicts = ", ".join(f"{s} {n}" for s, n in qc_counts(ledger).items())
+        per_clip = cost_per_passing_clip(ledger)
+        per_clip_text = (
+            f"${per_clip:.4f} per passing clip" if per_clip is not None else "no clip passes"
+        )
+        counts += f" · QC: {verdicts or 'none'} · {per_clip_text}"
     draw.text((PAD, 6), _fit_text(draw, f"{title} · {counts}", big, sheet.width - 2 * PAD),
               fill=TEXT, font=big)  # fmt: skip
     draw.text((PAD, 26), _fit_text(draw, f"showing {note}", small, sheet.width - 2 * PAD),
@@ -177,6 +210,13 @@ def render_contact_sheet(
                 sheet.paste(
                     frame, (left + (BOX - frame.width) // 2, y + PAD + (BOX - frame.height) // 2)
                 )
+            verdict = _qc_label(row)
+            if verdict is not None:  # framed, and stamped over the first frame
+                area = (x + 2, y + 2, x + TILE_W - 3, y + PAD + BOX + 3)
+                draw.rectangle(area, outline=QC_COLOURS[verdict], width=QC_BORDER)
+                stamp = "QC FAIL" if verdict == "fail" else "QC warn"
+                draw.text((x + PAD + 4, y + PAD + 4), stamp, fill=QC_COLOURS[verdict], font=big,
+                          stroke_width=2, stroke_fill=(0, 0, 0))  # fmt: skip
         else:
             area = (x + PAD, y + PAD, x + PAD + 2 * BOX + GAP - 1, y + PAD + BOX - 1)
             draw.rectangle(area, fill=placeholder_colour(status))
@@ -188,6 +228,7 @@ def render_contact_sheet(
         draw.text((x + PAD, text_y), _fit_text(draw, image_id, small, width), fill=TEXT, font=small)
         draw.text((x + PAD, text_y + 14), _fit_text(draw, f"{row['provider']} · {status}", small, width),
                   fill=status_colour(status), font=small)  # fmt: skip
+        verdict = _qc_label(row)
         draw.text((x + PAD, text_y + 28), _fit_text(draw, _detail(row), small, width),
-                  fill=MUTED, font=small)  # fmt: skip
+                  fill=QC_COLOURS[verdict] if verdict else MUTED, font=small)  # fmt: skip
     return ContactSheet(sheet, len(ledger), len(records), video_tiles, note)

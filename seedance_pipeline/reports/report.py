@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import PIL.Image
 
+from seedance_pipeline.ledger.summary import cost_per_passing_clip, qc_counts
 from seedance_pipeline.ledger.write import read_batch_ledger
 from seedance_pipeline.reports.chart import render_chart
 from seedance_pipeline.reports.contact_sheet import BOX, ContactSheet, render_contact_sheet
@@ -21,6 +22,8 @@ class BatchReport:
     sheet: ContactSheet
     chart: PIL.Image.Image
     sheet_bytes: int
+    qc: dict[str, int]  # kept videos by QC verdict
+    cost_per_passing_clip_usd: float | None  # None when no clip passes QC
 
 
 def write_batch_report(settings: PipelineSettings, batch: str) -> BatchReport:
@@ -38,4 +41,6 @@ def write_batch_report(settings: PipelineSettings, batch: str) -> BatchReport:
     urls = settings.report_urls(batch)
     sheet_bytes = write_png(sheet.image, urls.contact_sheet)
     write_png(chart, urls.chart)
-    return BatchReport(urls, sheet, chart, sheet_bytes)
+    return BatchReport(
+        urls, sheet, chart, sheet_bytes, qc_counts(ledger), cost_per_passing_clip(ledger)
+    )

@@ -52,6 +52,18 @@ requests_table = sa.Table(
     sa.Column("video_height", sa.Integer),
     sa.Column("video_fps", sa.Float),
     sa.Column("video_duration_s", sa.Float),
+    # Video QC (seedance_pipeline.qc), measured once when the video is kept; never its status.
+    sa.Column("qc_status", sa.String(10), index=True),  # pass, warn or fail; a retry selects fail
+    sa.Column("qc_reasons", sa.Text),
+    sa.Column("qc_frames", sa.Integer),
+    sa.Column("qc_audio", sa.Boolean),
+    sa.Column("qc_black_share", sa.Float),
+    sa.Column("qc_motion", sa.Float),
+    sa.Column("qc_frozen_share", sa.Float),
+    sa.Column("qc_first_psnr", sa.Float),
+    sa.Column("qc_first_ssim", sa.Float),
+    sa.Column("qc_last_psnr", sa.Float),
+    sa.Column("qc_last_ssim", sa.Float),
     sa.Column("submitted_at", sa.Float),  # when the request was claimed for submission
     sa.Column("sent_at", sa.Float),  # when the create call whose outcome is unknown was sent
     sa.Column("completed_at", sa.Float),

@@ -81,6 +81,17 @@ class RequestRecord:
     video_height: int | None = None
     video_fps: float | None = None
     video_duration_s: float | None = None
+    qc_status: str | None = None  # pass, warn or fail (seedance_pipeline.qc); None: not measured
+    qc_reasons: str | None = None
+    qc_frames: int | None = None
+    qc_audio: bool | None = None
+    qc_black_share: float | None = None
+    qc_motion: float | None = None
+    qc_frozen_share: float | None = None
+    qc_first_psnr: float | None = None
+    qc_first_ssim: float | None = None
+    qc_last_psnr: float | None = None
+    qc_last_ssim: float | None = None
     submitted_at: float | None = None
     sent_at: float | None = None
     completed_at: float | None = None
@@ -396,6 +407,19 @@ class StateStore:
             query = query.limit(limit)
         with self.engine.connect() as conn:
             return [RequestRecord.from_row(row) for row in conn.execute(query)]
+
+    def qc_failures(self, batch: str | None = None) -> list[RequestRecord]:
+        """Succeeded requests whose kept video failed QC (`qc_status = 'fail'`), in catalog order:
+        what a QC retry regenerates."""
+        c = requests_table.c
+        query = sa.select(requests_table).where(
+            c.status == RequestStatus.SUCCEEDED, c.qc_status == "fail"
+        )
+        if batch is not None:
+            query = query.where(c.batch == batch)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(c.batch, c.catalog_row))
+            return [RequestRecord.from_row(row) for row in rows]
 
     def batch_arrow(
         self, batch: str, columns: Sequence[str], size: int = 50_000

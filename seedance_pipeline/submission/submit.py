@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from seedance_pipeline.providers import ErrorKind, GenerationRequest, ProviderError, adapter_for
 from seedance_pipeline.providers.client import ProviderClient
+from seedance_pipeline.qc import checked_columns
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.claims import start_of_utc_day
 from seedance_pipeline.state.lifecycle import Move, RequestStatus
@@ -60,8 +61,14 @@ def deliver(store: StateStore, settings: PipelineSettings, record: RequestRecord
         return store.move(record.request_id, Move.INLINE_VIDEO_UNREADABLE,
                           error_kind=ErrorKind.VIDEO_LOST, error_message=str(exc), cost_usd=cost,
                           tokens=tokens, completed_at=time.time())  # fmt: skip
+    size = (
+        (record.image_width, record.image_height)
+        if record.image_width and record.image_height
+        else None
+    )
+    qc = checked_columns(kept.uri, GenerationRequest(**record.request), size, settings.qc)
     return store.move(
-        record.request_id, Move.DELIVERED_INLINE,
+        record.request_id, Move.DELIVERED_INLINE, **qc,
         video_uri=kept.uri, video_sha256=kept.sha256, video_bytes=kept.bytes, video_width=kept.width,
         video_height=kept.height, video_fps=kept.fps, video_duration_s=kept.duration_s,
         cost_usd=cost, tokens=tokens, seed_used=seed_used, completed_at=time.time(),

@@ -41,6 +41,7 @@ def test_running_twice_creates_each_task_once(
     assert first.returncode == 0, first.stderr
     assert "succeeded  5" in first.stdout and "rejected   1" in first.stdout
     assert "tasks created by this run: 5" in first.stdout and "SANDBOX: 5 rows" in first.stdout
+    assert "QC: pass 5; $" in first.stdout and "per passing clip" in first.stdout
     assert len(emulator.state.audit()) == 5
 
     second = run(catalog, tmp_path / "data", env)

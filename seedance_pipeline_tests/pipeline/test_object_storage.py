@@ -23,7 +23,7 @@ from seedance_pipeline_tests.pipeline.test_assets_and_sensors import drive
 from seedance_pipeline_tests.pipeline.test_headless import run
 
 CHECKS = {"one_row_per_request", "succeeded_rows_have_verified_videos", "paid_videos_kept",
-          "costs_add_up", "no_secrets"}  # fmt: skip
+          "costs_add_up", "no_secrets", "videos_pass_qc"}  # fmt: skip
 
 
 def sha256_at(url: str) -> str:
@@ -103,6 +103,8 @@ def test_dagster_materialises_the_ledger_on_s3_and_its_checks_read_it_there(
     assert len(ledger) == 6
     assert_videos_verified_on_s3(ledger, videos_url)
     assert not Path(s3_pipeline.resource.data_dir, "ledger").exists()
+    kept = ledger[ledger["status"] == "succeeded"]
+    assert (kept["qc_status"] == "pass").all() and (kept["qc_frames"] > 0).all()  # QC read S3
 
     # The video check really reads the copy on S3: change one object and it fails.
     alpha = ledger[(ledger["batch"] == "alpha") & (ledger["status"] == "succeeded")]
