@@ -7,7 +7,12 @@ import dagster as dg
 from seedance_pipeline.jobs import LEDGER_ASSET, SUBMISSION_ASSETS
 from seedance_pipeline.ledger.checks import CHECK_DESCRIPTIONS, ledger_checks
 from seedance_pipeline.ledger.rows import COLUMNS, read_partition
-from seedance_pipeline.ledger.summary import failures_by_kind, provider_summaries
+from seedance_pipeline.ledger.summary import (
+    failure_share,
+    failure_table,
+    failures_by_kind,
+    provider_summaries,
+)
 from seedance_pipeline.ledger.write import secret_values, write_batch_ledger
 from seedance_pipeline.metadata import link
 from seedance_pipeline.partitions import batches
@@ -57,7 +62,7 @@ FAILURES_SCHEMA = dg.TableSchema(
         "fps and duration, timestamps, and whether it came from the sandbox emulator. Materialised by "
         "the task sensor once the batch has nothing in flight. Its metadata shows counts by status, "
         "cost (estimated, actual, budget left), a table per provider, failures grouped by kind "
-        "with one example message each, and `batch_report`, the link to the batch's contact sheet."
+        "with one example message each, `failures`: every failed row with its message, and `batch_report`, the link to the batch's contact sheet."
     ),
 )
 def batch_ledger(
@@ -74,11 +79,14 @@ def batch_ledger(
             f"SANDBOX: {sandbox_rows} rows of this ledger come from the local emulator, not a provider"
         )
 
-    outcomes = ledger_checks(written, ledger.request_ids, total, secret_values())
+    outcomes = ledger_checks(
+        written, ledger.request_ids, total, secret_values(), settings.max_failure_share
+    )
     checks = [
         dg.AssetCheckResult(
             check_name=o.name,
             passed=bool(o.passed),
+            severity=dg.AssetCheckSeverity.WARN if o.warn_only else dg.AssetCheckSeverity.ERROR,
             metadata={
                 k: v if isinstance(v, int | float | str) else dg.MetadataValue.json(v)
                 for k, v in o.metadata.items()
@@ -104,6 +112,11 @@ def batch_ledger(
             "failures_by_kind": dg.MetadataValue.table(
                 [dg.TableRecord(vars(f)) for f in failures_by_kind(written)], FAILURES_SCHEMA
             ),
+            # Every failed row, not one per kind: what to look at before `retry_job`.
+            "failures": dg.MetadataValue.md(failure_table(written)),
+            "failed_rows": failure_share(written)[0],
+            "total_cost_usd": float(written["total_cost_usd"].fillna(0).sum()),  # all attempts
+            "retried_rows": int((written["attempts"] > 1).sum()),
             "sandbox_rows": sandbox_rows,
             **settings.budget_metadata(settings.store(), context.partition_key),
             "SANDBOX": dg.MetadataValue.text(

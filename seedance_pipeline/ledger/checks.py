@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from seedance_pipeline.ledger.summary import failure_share
 from seedance_pipeline.providers import ErrorKind
 from seedance_pipeline.storage.videos import file_sha256
 
@@ -18,6 +19,9 @@ CHECK_DESCRIPTIONS = {
     "paid_videos_kept": "No succeeded (paid) video was lost: its URL expired or broke before it was copied.",
     "costs_add_up": "Costs are non-negative and add up to the materialisation's reported total.",
     "no_secrets": "No API key value appears in any column.",
+    "no_failed_rows": "No row failed, expired or lost its video: WARN when any did (see the "
+    "`failures` table; `retry_job` retries them), ERROR when more than the allowed share of the "
+    "rows sent did (`SEEDANCE_MAX_FAILURE_SHARE`).",
 }
 
 
@@ -26,11 +30,13 @@ class CheckOutcome:
     name: str
     passed: bool
     metadata: dict[str, Any] = field(default_factory=dict)
+    warn_only: bool = False  # a failure that deserves a look, not a stop (WARN severity)
 
 
 def ledger_checks(
-    written: pd.DataFrame, expected_ids: set[str], reported_total_usd: float, secrets: Sequence[str]
-) -> list[CheckOutcome]:
+    written: pd.DataFrame, expected_ids: set[str], reported_total_usd: float, secrets: Sequence[str],
+    max_failure_share: float = 1.0,
+) -> list[CheckOutcome]:  # fmt: skip
     ids = list(written["request_id"])
     succeeded = written["status"] == "succeeded"
     lost_mask = succeeded & (written["error_kind"] == ErrorKind.VIDEO_LOST)
@@ -56,4 +62,19 @@ def ledger_checks(
         CheckOutcome("costs_add_up", bool((costs >= 0).all()) and abs(float(costs.sum()) - reported_total_usd) < 1e-6,
                      {"ledger_total_usd": float(costs.sum()), "reported_total_usd": reported_total_usd}),
         CheckOutcome("no_secrets", not leaks, {"keys_checked": len(secrets), "columns_with_a_key": leaks}),
+        failure_outcome(written, max_failure_share),
     ]  # fmt: skip
+
+
+def failure_outcome(written: pd.DataFrame, max_failure_share: float) -> CheckOutcome:
+    """`no_failed_rows`: passes with none; a warning up to `max_failure_share` of the rows sent; an
+    error above it."""
+    failed, sent = failure_share(written)
+    share = failed / sent if sent else 0.0
+    return CheckOutcome(
+        "no_failed_rows",
+        failed == 0,
+        {"failed_rows": failed, "rows_sent": sent, "failure_share": round(share, 4),
+         "max_failure_share": max_failure_share},
+        warn_only=share <= max_failure_share,
+    )  # fmt: skip
