@@ -185,7 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "retry: failed, expired, cancelled (default failed,expired)")  # fmt: skip
     retry.add_argument("--ledger-url", help="the ledger's folder; default $SEEDANCE_LEDGER_URL")
     retry.add_argument("--videos-url", help="where videos are copied; default $SEEDANCE_VIDEOS_URL")
-    for cap, what in (("daily", "per UTC day"), ("batch", "per batch"), ("run", "for this command")):
+    for cap, what in (
+        ("daily", "per UTC day"),
+        ("batch", "per batch"),
+        ("run", "for this command"),
+    ):
         retry.add_argument(f"--{cap}-budget-usd", type=cap_argument, help=f"spend cap {what}, -1 "
                            f"for none; default ${ENV[f'{cap}_budget_usd']}")  # fmt: skip
     retry.add_argument("--timeout-s", type=float, default=None, help="give up after this long")

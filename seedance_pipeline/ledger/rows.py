@@ -81,9 +81,10 @@ _TIMESTAMPS = ("submitted_at", "completed_at")
 _OVER_ATTEMPTS = {"attempts": "attempts_before", "total_cost_usd": "cost_usd_before"}
 # What the ledger reads from the store: its own columns that are not part of the request, and the
 # request itself.
-STORED_COLUMNS = [
-    n for n in SCHEMA.names if n not in _FROM_REQUEST and n not in _OVER_ATTEMPTS
-] + [*_OVER_ATTEMPTS.values(), "request_json"]
+STORED_COLUMNS = [n for n in SCHEMA.names if n not in _FROM_REQUEST and n not in _OVER_ATTEMPTS] + [
+    *_OVER_ATTEMPTS.values(),
+    "request_json",
+]
 
 
 def ledger_table(records: Sequence[RequestRecord]) -> pa.Table:

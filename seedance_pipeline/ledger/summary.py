@@ -5,6 +5,7 @@ grouped by kind with one example each. Used by the ledger's metadata and the bat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -97,7 +98,9 @@ def failure_table(ledger: pd.DataFrame, limit: int = FAILURE_TABLE_ROWS) -> str:
                  _one_line(row.error_message)]  # fmt: skip
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     if len(rows) > limit:
-        lines.append(f"\n… and {len(rows) - limit} more rows ({len(rows)} in all); the ledger has them all.")
+        lines.append(
+            f"\n… and {len(rows) - limit} more rows ({len(rows)} in all); the ledger has them all."
+        )
     return "\n".join(lines)
 
 
@@ -107,7 +110,7 @@ def _one_line(message: object) -> str:
     return text[: EXAMPLE_CHARS - 1] + "…" if len(text) > EXAMPLE_CHARS else text
 
 
-def _missing(value: object) -> bool:
+def _missing(value: Any) -> bool:
     return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 

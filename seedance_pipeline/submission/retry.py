@@ -91,7 +91,9 @@ def retry_requests(
     keep its request as it is, so a random seed stays random)."""
     sources = [s for s in statuses if s in move.sources]
     if len(sources) != len(statuses):
-        raise ValueError(f"{move.name} starts from {', '.join(move.sources)}, not {', '.join(statuses)}")
+        raise ValueError(
+            f"{move.name} starts from {', '.join(move.sources)}, not {', '.join(statuses)}"
+        )
     store = settings.store()
     report = RetryReport()
     report.unknown = len(store.records(batch=batch, statuses=[RequestStatus.UNKNOWN]))

@@ -116,7 +116,9 @@ def test_a_retry_stays_within_the_daily_budget_counting_every_attempt(
 
     # The paid attempt counts against today's cap: nothing more fits.
     spent = float(after["total_cost_usd"].sum())
-    out = command("retry", catalog, data, env, "--daily-budget-usd", f"{spent + 0.5 * estimate:.6f}")
+    out = command(
+        "retry", catalog, data, env, "--daily-budget-usd", f"{spent + 0.5 * estimate:.6f}"
+    )
     assert "retried: 0 requests" in out and "not retried: 2 would exceed" in out
     assert len(emulator.state.audit()) == 4
 
