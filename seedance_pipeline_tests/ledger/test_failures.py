@@ -27,7 +27,12 @@ def ledger(statuses: list[str], kinds: list[str | None] | None = None) -> pd.Dat
         (["succeeded"] * 4 + ["rejected"], None, True, True),
         (["succeeded"] * 4 + ["failed"], None, False, True),  # 1 of 5: a warning
         (["succeeded"] * 3 + ["expired", "failed"], None, False, False),  # 2 of 5: an error
-        (["succeeded"] * 4 + ["failed", "rejected", "rejected"], None, False, True),  # rejected: not sent
+        (
+            ["succeeded"] * 4 + ["failed", "rejected", "rejected"],
+            None,
+            False,
+            True,
+        ),  # rejected: not sent
         (["succeeded"] * 5, [None] * 4 + ["video_lost"], False, True),  # a paid video lost
     ],
 )

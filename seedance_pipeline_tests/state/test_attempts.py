@@ -22,7 +22,9 @@ def store(state_url: str) -> Iterator[StateStore]:
     store.engine.dispose()
 
 
-def ended(request_id: str, status: RequestStatus, cost: float, seed: int | None = 7) -> RequestRecord:
+def ended(
+    request_id: str, status: RequestStatus, cost: float, seed: int | None = 7
+) -> RequestRecord:
     return RequestRecord(request_id=request_id, batch="b", catalog_row=1, provider="novita",
                          model="m", request={"image": "x", "seed": seed}, status=status,
                          task_id=f"task-{request_id}", error_kind="task_failed", error_message="no",
@@ -39,7 +41,11 @@ def test_a_new_attempt_archives_the_last_and_counts_it_once(store: StateStore) -
     assert (record.task_id, record.cost_usd, record.error_kind, record.submitted_at) == (None,) * 4
     assert (record.attempts_before, record.cost_usd_before, record.attempts) == (1, 0.05, 1)
     (archived,) = store.attempts("r1")
-    assert (archived["attempt"], archived["status"], archived["task_id"]) == (1, "failed", "task-r1")
+    assert (archived["attempt"], archived["status"], archived["task_id"]) == (
+        1,
+        "failed",
+        "task-r1",
+    )
     assert archived["cost_usd"] == 0.05 and archived["seed"] == 7
     assert store.transitions("r1")[-1] == ("failed", "pending", "retry: a new attempt")
     # The earlier attempt's cost still counts against today's cap and the batch's.
