@@ -55,6 +55,36 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retry(args: argparse.Namespace) -> int:
+    from seedance_pipeline.headless import CannotProceed, retry_headless
+    from seedance_pipeline.submission.retry import parse_statuses
+
+    try:
+        statuses = parse_statuses([args.status])
+    except ValueError as exc:
+        print(f"seedance-pipeline retry: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report, summary = retry_headless(
+            args.catalog,
+            args.data_dir,
+            batch=args.batch,
+            statuses=statuses,
+            daily_budget_usd=args.daily_budget_usd,
+            batch_budget_usd=args.batch_budget_usd,
+            run_budget_usd=args.run_budget_usd,
+            ledger_url=args.ledger_url,
+            videos_url=args.videos_url,
+            timeout_s=args.timeout_s,
+            progress=not args.no_progress,
+        )
+    except CannotProceed as exc:
+        print(f"seedance-pipeline retry: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join([*report.lines(), *summary.lines()]))
+    return 0
+
+
 def _resolve_unknown(args: argparse.Namespace) -> int:
     from seedance_pipeline.state.lifecycle import Move, RequestStatus
 
@@ -156,6 +186,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout-s", type=float, default=None, help="give up after this long")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
+
+    retry = commands.add_parser(
+        "retry",
+        help="new attempts of requests that failed or expired, then run them to the end",
+        description="Sends the requests of a batch (or of every batch) whose provider ended them "
+        "(--status: failed, expired, cancelled) back to pending as new attempts, as many as the spend "
+        "caps allow, then submits and polls them like `run` and rewrites the ledgers. The ledger keeps "
+        "one row per request: its latest attempt, `attempts` and `total_cost_usd` (every attempt); "
+        "the state store keeps every attempt. A request whose outcome is unknown is never retried: "
+        "see resolve-unknown. A request whose seed was random gets a new one from the provider.",
+    )
+    retry.add_argument("--catalog", help=f"default ${ENV['catalog']}, else {DEFAULTS.catalog}")
+    retry.add_argument("--data-dir", help=f"default ${ENV['data_dir']}, else {DEFAULTS.data_dir}")
+    retry.add_argument("--batch", help="the batch to retry (default: every batch)")
+    retry.add_argument("--status", default="failed,expired", help="comma-separated statuses to "
+                       "retry: failed, expired, cancelled (default failed,expired)")  # fmt: skip
+    retry.add_argument("--ledger-url", help="the ledger's folder; default $SEEDANCE_LEDGER_URL")
+    retry.add_argument("--videos-url", help="where videos are copied; default $SEEDANCE_VIDEOS_URL")
+    for cap, what in (
+        ("daily", "per UTC day"),
+        ("batch", "per batch"),
+        ("run", "for this command"),
+    ):
+        retry.add_argument(f"--{cap}-budget-usd", type=cap_argument, help=f"spend cap {what}, -1 "
+                           f"for none; default ${ENV[f'{cap}_budget_usd']}")  # fmt: skip
+    retry.add_argument("--timeout-s", type=float, default=None, help="give up after this long")
+    retry.add_argument("--no-progress", action="store_true", help="no progress bar")
+    retry.set_defaults(func=_retry)
 
     resolve = commands.add_parser(
         "resolve-unknown",

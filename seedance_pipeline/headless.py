@@ -7,9 +7,10 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from tqdm import tqdm
@@ -22,6 +23,7 @@ from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.claims import start_of_utc_day
 from seedance_pipeline.state.lifecycle import ACTIVE, OPEN, TERMINAL, RequestStatus
 from seedance_pipeline.state.store import StateStore
+from seedance_pipeline.submission.retry import DEFAULT_STATUSES, RetryReport, retry_requests
 
 
 class CannotProceed(RuntimeError):
@@ -114,17 +116,21 @@ def run_headless(
     timeout_s: float | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    prepare: Callable[[PipelineSettings, str], None] | None = None,
 ) -> RunSummary:
     """Every setting left None takes its environment variable, then its default (settings.py),
-    exactly as under `dagster dev`; a cap of -1 means no cap."""
+    exactly as under `dagster dev`; a cap of -1 means no cap. `prepare(settings, run label)` runs
+    once the catalog is read, before anything is submitted (a retry moves requests back to pending
+    there)."""
     logging.getLogger("dagster").setLevel(logging.WARNING)  # the progress bar and summary speak
+    run_label = f"headless-{uuid.uuid4().hex[:12]}"  # one run budget for the whole command
     resource = SeedanceResource(
         data_dir=_absolute(data_dir),
         catalog=_absolute(catalog),
         daily_budget_usd=daily_budget_usd,
         batch_budget_usd=batch_budget_usd,
         run_budget_usd=run_budget_usd,
-        run_label=f"headless-{uuid.uuid4().hex[:12]}",  # one run budget for the whole command
+        run_label=run_label,
         sandbox_url=sandbox_url,
         ledger_url=ledger_url,
         videos_url=videos_url,
@@ -161,6 +167,8 @@ def run_headless(
             raise CannotProceed(str(exc.__cause__)) from None
         raise
     store = settings.store()
+    if prepare is not None:
+        prepare(settings, run_label)
     audit_before = sum(1 for r in store.records() if r.submitted_at)
     total = len(store.records())
     sensor = defs.resolve_sensor_def("task_sensor")
@@ -230,3 +238,23 @@ def run_headless(
         submitted=submitted,
         qc=dict(Counter(r.qc_status for r in records if r.qc_status)),
     )
+
+
+def retry_headless(
+    catalog: str | None = None,
+    data_dir: str | None = None,
+    *,
+    batch: str | None = None,
+    statuses: Sequence[RequestStatus] = DEFAULT_STATUSES,
+    **run: Any,
+) -> tuple[RetryReport, RunSummary]:
+    """`seedance-pipeline retry`: new attempts of the requests of `batch` (None: all) in `statuses`,
+    within the spend caps, then the same loop as `run` until they are done and their ledgers
+    rewritten. `run` takes `run_headless`'s keyword arguments."""
+    reports: list[RetryReport] = []
+
+    def retry(settings: PipelineSettings, run_label: str) -> None:
+        reports.append(retry_requests(settings, batch, statuses, run_id=run_label))
+
+    summary = run_headless(catalog, data_dir, prepare=retry, **run)
+    return reports[0], summary

@@ -67,6 +67,11 @@ class SeedanceResource(dg.ConfigurableResource):
         description=f"seconds before an unanswered submission is unknown; {_env('stale_submission_s')}",
     )
     sandbox_url: str | None = Field(default=None, description=f"an emulator for providers without a key; {_env('sandbox_url')}")  # fmt: skip
+    max_failure_share: float | None = Field(
+        default=None,
+        description="the ledger's no_failed_rows check fails (ERROR) above this share of failed "
+        f"rows (0 to 1); {_env('max_failure_share')}",
+    )
 
     def settings(self) -> PipelineSettings:
         catalog_defaults = {
@@ -87,4 +92,5 @@ class SeedanceResource(dg.ConfigurableResource):
             poll_time_box_s=self.poll_time_box_s,
             stale_submission_s=self.stale_submission_s,
             sandbox_url=self.sandbox_url,
+            max_failure_share=self.max_failure_share,
         )

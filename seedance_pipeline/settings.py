@@ -45,6 +45,7 @@ ENV = {
     "run_budget_usd": "SEEDANCE_RUN_BUDGET_USD",
     "stale_submission_s": "SEEDANCE_STALE_SUBMISSION_S",
     "sandbox_url": "SEEDANCE_SANDBOX_URL",
+    "max_failure_share": "SEEDANCE_MAX_FAILURE_SHARE",
 }
 # Video QC's limits (qc/thresholds.py documents each and its default): SEEDANCE_QC_BLACK_LUMA, …
 QC_ENV = {f.name: f"SEEDANCE_QC_{f.name.upper()}" for f in dataclasses.fields(QcThresholds)}
@@ -114,8 +115,13 @@ class PipelineSettings:
     not_found_grace_s: float = 3600.0
     sandbox_url: str | None = None  # an emulator to use for providers without a key
     qc: QcThresholds = field(default_factory=QcThresholds)  # what a kept video is judged by
+    # The ledger's `no_failed_rows` check warns about any failed row, and fails (ERROR) when more
+    # than this share of the rows sent failed, expired or lost their video.
+    max_failure_share: float = 0.2
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.max_failure_share <= 1.0:
+            raise ValueError(f"max_failure_share is a share from 0 to 1: {self.max_failure_share}")
         for name in CAPS:
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -239,6 +245,11 @@ def qc_thresholds_from(env: Mapping[str, str]) -> QcThresholds:
 
 
 def _typed(name: str, raw: str) -> Any:
+    if name == "max_failure_share":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{ENV[name]} must be a share from 0 to 1: {raw!r}") from None
     if name == "stale_submission_s":
         try:
             return float(raw)

@@ -9,6 +9,8 @@ from seedance_pipeline.ledger.checks import CHECK_DESCRIPTIONS, ledger_checks
 from seedance_pipeline.ledger.rows import COLUMNS, read_partition
 from seedance_pipeline.ledger.summary import (
     cost_per_passing_clip,
+    failure_share,
+    failure_table,
     failures_by_kind,
     provider_summaries,
     qc_counts,
@@ -62,9 +64,9 @@ FAILURES_SCHEMA = dg.TableSchema(
         "fps and duration, timestamps, and whether it came from the sandbox emulator. Materialised by "
         "the task sensor once the batch has nothing in flight. Its metadata shows counts by status, "
         "cost (estimated, actual, budget left), a table per provider, failures grouped by kind "
-        "with one example message each, QC verdicts (`qc`) and the cost per clip that passes QC "
-        "(`cost_per_passing_clip_usd`), and `batch_report`, the link to the "
-        "batch's contact sheet."
+        "with one example message each, `failures`: every failed row with its message, QC "
+        "verdicts (`qc`) and the cost per clip that passes QC (`cost_per_passing_clip_usd`), and "
+        "`batch_report`, the link to the batch's contact sheet."
     ),
 )
 def batch_ledger(
@@ -81,14 +83,14 @@ def batch_ledger(
             f"SANDBOX: {sandbox_rows} rows of this ledger come from the local emulator, not a provider"
         )
 
-    outcomes = ledger_checks(written, ledger.request_ids, total, secret_values())
+    outcomes = ledger_checks(
+        written, ledger.request_ids, total, secret_values(), settings.max_failure_share
+    )
     checks = [
         dg.AssetCheckResult(
             check_name=o.name,
             passed=bool(o.passed),
-            severity=dg.AssetCheckSeverity.WARN
-            if o.severity == "warn"
-            else dg.AssetCheckSeverity.ERROR,
+            severity=dg.AssetCheckSeverity.WARN if o.warn_only else dg.AssetCheckSeverity.ERROR,
             metadata={
                 k: v if isinstance(v, int | float | str) else dg.MetadataValue.json(v)
                 for k, v in o.metadata.items()
@@ -114,6 +116,11 @@ def batch_ledger(
             "failures_by_kind": dg.MetadataValue.table(
                 [dg.TableRecord(vars(f)) for f in failures_by_kind(written)], FAILURES_SCHEMA
             ),
+            # Every failed row, not one per kind: what to look at before `retry_job`.
+            "failures": dg.MetadataValue.md(failure_table(written)),
+            "failed_rows": failure_share(written)[0],
+            "total_cost_usd": float(written["total_cost_usd"].fillna(0).sum()),  # all attempts
+            "retried_rows": int((written["attempts"] > 1).sum()),
             "sandbox_rows": sandbox_rows,
             # What a dataset team budgets by: the cost of every row over the clips that pass QC.
             "qc": dg.MetadataValue.json(qc_counts(written)),

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from seedance_pipeline.ledger.summary import failure_share
 from seedance_pipeline.providers import ErrorKind
 from seedance_pipeline.storage.videos import file_sha256
 
@@ -19,8 +20,10 @@ CHECK_DESCRIPTIONS = {
     "costs_add_up": "Costs are non-negative and add up to the materialisation's reported total.",
     "no_secrets": "No API key value appears in any column.",
     "videos_pass_qc": "Every kept video passes QC (a WARN lists those whose qc_status is fail; QC never changes a status).",
+    "no_failed_rows": "No row failed, expired or lost its video: WARN when any did (see the "
+    "`failures` table; `retry_job` retries them), ERROR when more than the allowed share of the "
+    "rows sent did (`SEEDANCE_MAX_FAILURE_SHARE`).",
 }
-WARN_ONLY = {"videos_pass_qc"}  # their failure is shown as a warning: the rows are still right
 QC_EXAMPLES = 50
 
 
@@ -29,15 +32,13 @@ class CheckOutcome:
     name: str
     passed: bool
     metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def severity(self) -> str:
-        return "warn" if self.name in WARN_ONLY else "error"
+    warn_only: bool = False  # a failure that deserves a look, not a stop (WARN severity)
 
 
 def ledger_checks(
-    written: pd.DataFrame, expected_ids: set[str], reported_total_usd: float, secrets: Sequence[str]
-) -> list[CheckOutcome]:
+    written: pd.DataFrame, expected_ids: set[str], reported_total_usd: float, secrets: Sequence[str],
+    max_failure_share: float = 1.0,
+) -> list[CheckOutcome]:  # fmt: skip
     ids = list(written["request_id"])
     succeeded = written["status"] == "succeeded"
     lost_mask = succeeded & (written["error_kind"] == ErrorKind.VIDEO_LOST)
@@ -64,6 +65,7 @@ def ledger_checks(
                      {"ledger_total_usd": float(costs.sum()), "reported_total_usd": reported_total_usd}),
         CheckOutcome("no_secrets", not leaks, {"keys_checked": len(secrets), "columns_with_a_key": leaks}),
         qc_check(written),
+        failure_outcome(written, max_failure_share),
     ]  # fmt: skip
 
 
@@ -71,7 +73,8 @@ def qc_check(written: pd.DataFrame) -> CheckOutcome:
     """The kept videos whose QC verdict is `fail`, listed with their reasons (the first
     QC_EXAMPLES of them; the ledger has every one)."""
     if "qc_status" not in written:  # a ledger from before QC: nothing measured, nothing failed
-        return CheckOutcome("videos_pass_qc", True, {"measured": 0, "failed": 0, "failures": []})
+        return CheckOutcome("videos_pass_qc", True, {"measured": 0, "failed": 0, "failures": []},
+                            warn_only=True)  # fmt: skip
     failed = written[written["qc_status"] == "fail"]
     measured = int(written["qc_status"].notna().sum())
     listed = [
@@ -79,4 +82,19 @@ def qc_check(written: pd.DataFrame) -> CheckOutcome:
         for r in failed.head(QC_EXAMPLES).itertuples()
     ]
     return CheckOutcome("videos_pass_qc", failed.empty,
-                        {"measured": measured, "failed": len(failed), "failures": listed})  # fmt: skip
+                        {"measured": measured, "failed": len(failed), "failures": listed},
+                        warn_only=True)  # fmt: skip
+
+
+def failure_outcome(written: pd.DataFrame, max_failure_share: float) -> CheckOutcome:
+    """`no_failed_rows`: passes with none; a warning up to `max_failure_share` of the rows sent; an
+    error above it."""
+    failed, sent = failure_share(written)
+    share = failed / sent if sent else 0.0
+    return CheckOutcome(
+        "no_failed_rows",
+        failed == 0,
+        {"failed_rows": failed, "rows_sent": sent, "failure_share": round(share, 4),
+         "max_failure_share": max_failure_share},
+        warn_only=share <= max_failure_share,
+    )  # fmt: skip

@@ -75,6 +75,8 @@ SCHEMA = pa.schema(
         ("submitted_at", pa.timestamp("us", tz="UTC")),
         ("completed_at", pa.timestamp("us", tz="UTC")),
         ("sandbox", pa.bool_()),
+        ("attempts", pa.int64()),  # submissions of this request, retries included
+        ("total_cost_usd", pa.float64()),  # cost of every attempt; `cost_usd` is the latest's
     ]
 )
 COLUMNS = ["batch", *SCHEMA.names]
@@ -90,9 +92,14 @@ REQUEST_FIELDS = pa.schema(
     [(field, SCHEMA.field(column).type) for column, field in _FROM_REQUEST.items()]
 )
 _TIMESTAMPS = ("submitted_at", "completed_at")
+# Columns counted over every attempt of a request, from the store's count and cost of the earlier ones.
+_OVER_ATTEMPTS = {"attempts": "attempts_before", "total_cost_usd": "cost_usd_before"}
 # What the ledger reads from the store: its own columns that are not part of the request, and the
 # request itself.
-STORED_COLUMNS = [n for n in SCHEMA.names if n not in _FROM_REQUEST] + ["request_json"]
+STORED_COLUMNS = [n for n in SCHEMA.names if n not in _FROM_REQUEST and n not in _OVER_ATTEMPTS] + [
+    *_OVER_ATTEMPTS.values(),
+    "request_json",
+]
 
 
 def ledger_table(records: Sequence[RequestRecord]) -> pa.Table:
@@ -119,6 +126,8 @@ def ledger_chunk(stored: pa.RecordBatch) -> pa.Table:
         name = field.name
         if name in _FROM_REQUEST:
             columns[name] = request.column(_FROM_REQUEST[name])
+        elif name in _OVER_ATTEMPTS:
+            continue  # below, from the columns of the latest attempt
         elif name in _TIMESTAMPS:
             micros = pc.trunc(pc.multiply(stored.column(name), 1_000_000))
             columns[name] = micros.cast(pa.int64()).cast(field.type)
@@ -131,7 +140,12 @@ def ledger_chunk(stored: pa.RecordBatch) -> pa.Table:
     columns["status"] = pc.if_else(pc.is_in(status, pa.array(OPEN)), "pending", status)
     columns["cost_usd"] = pc.fill_null(columns["cost_usd"], 0.0)
     columns["draft"] = pc.fill_null(columns["draft"], False)
-    return pa.table(columns, schema=SCHEMA)
+    submitted = pc.if_else(pc.is_null(stored.column("submitted_at")), 0, 1).cast(pa.int64())
+    before = pc.fill_null(stored.column("attempts_before").cast(pa.int64()), 0)
+    columns["attempts"] = pc.add(before, submitted)
+    earlier = pc.fill_null(stored.column("cost_usd_before").cast(pa.float64()), 0.0)
+    columns["total_cost_usd"] = pc.add(earlier, columns["cost_usd"])
+    return pa.table({f.name: columns[f.name] for f in SCHEMA}, schema=SCHEMA)
 
 
 def _json_lines(values: pa.Array) -> pa.Buffer:

@@ -5,6 +5,7 @@ grouped by kind with one example each. Used by the ledger's metadata and the bat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -62,6 +63,61 @@ def problem_rows(ledger: pd.DataFrame) -> pd.Series:
     """Rows that did not end with a kept video: anything but success, and successes whose video
     was lost (`error_kind = video_lost`)."""
     return (ledger["status"] != "succeeded") | ledger["error_kind"].notna()
+
+
+FAILED = ("failed", "expired")  # with lost videos: what the `no_failed_rows` check counts
+FAILURE_TABLE_ROWS = 50  # rows shown in the ledger's failure table; the rest are counted
+
+
+def failed_rows(ledger: pd.DataFrame) -> pd.Series:
+    """Rows the provider failed or expired, and paid videos that were lost: what a retry is for."""
+    return ledger["status"].isin(FAILED) | (ledger["error_kind"] == "video_lost")
+
+
+def failure_share(ledger: pd.DataFrame) -> tuple[int, int]:
+    """(failed rows, rows sent to a provider): rejected rows never were, and are not counted."""
+    sent = ledger["status"] != "rejected"
+    return int((failed_rows(ledger) & sent).sum()), int(sent.sum())
+
+
+def failure_table(ledger: pd.DataFrame, limit: int = FAILURE_TABLE_ROWS) -> str:
+    """Every row that did not end with a kept video and is not waiting (failed, expired, lost,
+    rejected, cancelled, unknown), one line each in catalog order, as a Markdown table: the first
+    `limit` rows, then how many more. Messages as the ledger holds them (no secrets: the
+    `no_secrets` check guards that), on one line, cut at EXAMPLE_CHARS."""
+    shown = problem_rows(ledger) & (ledger["status"] != "pending")
+    rows = ledger[shown].sort_values("catalog_row", kind="stable")
+    if rows.empty:
+        return "No failed rows."
+    lines = ["| image id | provider | status | error kind | attempts | message |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for row in rows.head(limit).itertuples():
+        attempts = getattr(row, "attempts", None)
+        cells = [row.image_id, row.provider, row.status, row.error_kind,
+                 None if attempts is None or pd.isna(attempts) else int(attempts),
+                 _one_line(row.error_message)]  # fmt: skip
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    if len(rows) > limit:
+        lines.append(
+            f"\n… and {len(rows) - limit} more rows ({len(rows)} in all); the ledger has them all."
+        )
+    return "\n".join(lines)
+
+
+def _one_line(message: object) -> str:
+    text = "" if _missing(message) else str(message)
+    text = " ".join(text.split())
+    return text[: EXAMPLE_CHARS - 1] + "…" if len(text) > EXAMPLE_CHARS else text
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _cell(value: object) -> str:
+    if _missing(value):
+        return ""
+    return str(value).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def failures_by_kind(ledger: pd.DataFrame) -> list[FailureKind]:

@@ -108,6 +108,8 @@ class AimlApiAdapter(ProviderAdapter):
             pass
         if answer.status == 403:
             kind = ErrorKind.INSUFFICIENT_CREDIT  # documented: 403 means out of credits
+        elif answer.status == 400 and failure_kind(None, message) is ErrorKind.CONTENT_REJECTED:
+            kind = ErrorKind.CONTENT_REJECTED  # no documented code; recognised by its words [guess]
         else:
             kind = kind_for_status(answer.status)
         return self.error(kind, message, answer, code=str(answer.status))

@@ -97,7 +97,8 @@ class ProviderError(Exception):
         self.outcome_unknown = outcome_unknown
         self.sent_at: float | None = None  # when the failing create call was sent
         status = f" HTTP {http_status}" if http_status is not None else ""
-        code_part = f" {code}" if code else ""
+        # Said once: a code that only repeats the HTTP status ("HTTP 400 400") is left out.
+        code_part = f" {code}" if code and code != str(http_status) else ""
         super().__init__(f"{provider}{status}{code_part} [{kind}]: {message}")
 
     @property

@@ -17,7 +17,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from seedance_pipeline.state.lifecycle import AT_PROVIDER, RESERVED, SETTLED
-from seedance_pipeline.state.schema import BUDGET_LOCK, provider_locks_table, requests_table
+from seedance_pipeline.state.schema import (
+    BUDGET_LOCK,
+    attempts_table,
+    provider_locks_table,
+    requests_table,
+)
 
 
 @dataclass(frozen=True)
@@ -128,16 +133,17 @@ def current_limit(conn: Connection, provider: str, configured: int) -> int:
 
 
 def spend(conn: Connection, cap: SpendCap) -> float:
-    """Money committed within a cap's scope: actual cost of finished requests plus the estimate
-    of every request still in flight (reserved until it ends)."""
+    """Money committed within a cap's scope: actual cost of finished requests and of the earlier
+    attempts of retried ones, plus the estimate of every request still in flight (reserved until
+    it ends)."""
     c = requests_table.c
-    scope: list[sa.ColumnElement[bool]] = [c.submitted_at.is_not(None)]
-    if cap.since is not None:
-        scope.append(c.submitted_at >= cap.since)
-    if cap.batch is not None:
-        scope.append(c.batch == cap.batch)
-    if cap.run_id is not None:
-        scope.append(c.run_id == cap.run_id)
+    scope = _scope(cap, c.submitted_at, c.batch, c.run_id)
+    a = attempts_table.c
+    retried = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(a.cost_usd), 0.0)).where(
+            *_scope(cap, a.submitted_at, a.batch, a.run_id)
+        )
+    ).scalar_one()
     finished = conn.execute(
         sa.select(sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0)).where(
             c.status.in_(SETTLED), *scope
@@ -149,4 +155,19 @@ def spend(conn: Connection, cap: SpendCap) -> float:
             c.status.in_(RESERVED), *scope
         )
     ).scalar_one()
-    return float(finished) + float(reserved)
+    return float(finished) + float(reserved) + float(retried)
+
+
+def _scope(
+    cap: SpendCap, submitted_at: sa.ColumnElement[float], batch: sa.ColumnElement[str],
+    run_id: sa.ColumnElement[str],
+) -> list[sa.ColumnElement[bool]]:  # fmt: skip
+    """The rows a cap counts: submitted, and within its day, batch or run."""
+    scope: list[sa.ColumnElement[bool]] = [submitted_at.is_not(None)]
+    if cap.since is not None:
+        scope.append(submitted_at >= cap.since)
+    if cap.batch is not None:
+        scope.append(batch == cap.batch)
+    if cap.run_id is not None:
+        scope.append(run_id == cap.run_id)
+    return scope

@@ -44,11 +44,15 @@ ALLOWED: dict[RequestStatus | None, frozenset[RequestStatus]] = {
     _S.FETCHING: frozenset({_S.FETCHING, _S.SUCCEEDED, _S.FAILED, _S.EXPIRED, _S.CANCELLED}),
     _S.UNKNOWN: frozenset({_S.IN_FLIGHT, _S.PENDING, _S.FAILED, _S.UNKNOWN}),
     _S.SUCCEEDED: frozenset(),
-    _S.FAILED: frozenset(),
+    # A retry: a new attempt of the same request (the finished one is archived in `attempts`).
+    _S.FAILED: frozenset({_S.PENDING}),
     _S.REJECTED: frozenset(),
-    _S.EXPIRED: frozenset(),
-    _S.CANCELLED: frozenset(),
+    _S.EXPIRED: frozenset({_S.PENDING}),
+    _S.CANCELLED: frozenset({_S.PENDING}),
 }
+# What a retry may start from: the provider ended the attempt and billed what it billed. Never
+# `unknown`: a task may exist and bill, so reconciliation or an operator decides first.
+RETRYABLE = (_S.FAILED, _S.EXPIRED, _S.CANCELLED)
 
 
 class IllegalMove(ValueError):
@@ -96,6 +100,7 @@ class Move(enum.Enum):
     OPERATOR_ADOPT = ((_S.UNKNOWN,), (_S.IN_FLIGHT,), "operator: adopted task")
     OPERATOR_RESUBMIT = ((_S.UNKNOWN,), (_S.PENDING,), "operator: resubmit")
     OPERATOR_ABANDON = ((_S.UNKNOWN,), (_S.FAILED,), "operator: abandoned")
+    RETRY = (RETRYABLE, (_S.PENDING,), "retry: a new attempt")  # the last one kept in `attempts`
 
     def __init__(
         self, sources: tuple[RequestStatus, ...], targets: tuple[RequestStatus, ...], detail: str

@@ -71,6 +71,9 @@ requests_table = sa.Table(
     sa.Column("run_id", sa.Text),  # the Dagster run (or headless run) that submitted it
     sa.Column("polled_at", sa.Float, nullable=False, default=0.0),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Earlier attempts of this request (retries), archived in `attempts`: how many, what they cost.
+    sa.Column("attempts_before", sa.Integer),
+    sa.Column("cost_usd_before", sa.Float),
 )
 
 sa.Index("requests_provider_status", requests_table.c.provider, requests_table.c.status)
@@ -85,6 +88,31 @@ transitions_table = sa.Table(
     sa.Column("to_status", sa.String(20), nullable=False),
     sa.Column("at", sa.Float, nullable=False),
     sa.Column("detail", sa.Text),
+)
+
+# Every finished attempt of a request that was retried, as it ended: the request row then holds the
+# new attempt. Spend caps count these attempts' cost too (`claims.spend`).
+attempts_table = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, index=True),
+    sa.Column("batch", sa.Text, nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),  # 1 for the first
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("task_id", sa.Text),
+    sa.Column("error_kind", sa.String(50)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("seed", sa.BigInteger),  # as asked
+    sa.Column("seed_used", sa.BigInteger),
+    sa.Column("tokens", sa.BigInteger),
+    sa.Column("cost_usd_estimated", sa.Float),
+    sa.Column("cost_usd", sa.Float),
+    sa.Column("submitted_at", sa.Float, index=True),
+    sa.Column("completed_at", sa.Float),
+    sa.Column("sandbox", sa.Boolean),
+    sa.Column("run_id", sa.Text),
+    sa.Column("archived_at", sa.Float, nullable=False),
 )
 
 provider_locks_table = sa.Table(

@@ -38,7 +38,7 @@ from seedance_pipeline.state.lifecycle import (
     RequestStatus,
     check_move,
 )
-from seedance_pipeline.state.schema import requests_table, transitions_table
+from seedance_pipeline.state.schema import attempts_table, requests_table, transitions_table
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,23 @@ class RequestRecord:
     run_id: str | None = None
     polled_at: float = 0.0
     updated_at: float = field(default_factory=time.time)
+    attempts_before: int = 0  # earlier attempts (retries), archived in `attempts`
+    cost_usd_before: float = 0.0  # what they cost
 
     @classmethod
     def from_row(cls, row: sa.Row[Any]) -> RequestRecord:
         values = dict(row._mapping)
         values["request"] = json.loads(values.pop("request_json"))
         values["status"] = RequestStatus(values["status"])
+        # NULL in rows written before retries existed
+        values["attempts_before"] = values.get("attempts_before") or 0
+        values["cost_usd_before"] = values.get("cost_usd_before") or 0.0
         return cls(**values)
+
+    @property
+    def attempts(self) -> int:
+        """Attempts made: the earlier ones, and this one once it was claimed for submission."""
+        return self.attempts_before + (1 if self.submitted_at is not None else 0)
 
     def to_row(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -114,6 +124,11 @@ class RequestRecord:
 
 
 _UPDATABLE = {c.name for c in requests_table.columns} - {"request_id", "request_json"}
+# What a new attempt starts without: the last attempt's outcome (archived in `attempts`).
+_ATTEMPT_OUTCOME = ("task_id", "error_kind", "error_message", "seed_used", "tokens", "cost_usd",
+                    "video_url", "video_uri", "last_frame_uri", "video_sha256", "video_bytes",
+                    "video_width", "video_height", "video_fps", "video_duration_s", "submitted_at",
+                    "sent_at", "completed_at", "sandbox", "run_id")  # fmt: skip
 
 # Statements run once or twice per submission are built once, with bound parameters: building a
 # statement in SQLAlchemy costs as much as running it on SQLite (BENCHMARKS.md, submission).
@@ -306,6 +321,58 @@ class StateStore:
                                        "to_status": to, "at": now, "detail": detail})  # fmt: skip
         return True
 
+    def new_attempt(
+        self, request_id: str, move: Move, request: dict[str, Any] | None = None
+    ) -> bool:
+        """Start a new attempt of a finished request (a retry): archive the attempt as it ended in
+        `attempts`, count it and its cost on the request, and make `move` (to pending) with the
+        outcome cleared; `request` replaces the stored request (a new seed). One transaction, a
+        compare-and-set like every move: False, nothing written, when the request is in none of
+        the move's sources (another retry got there first)."""
+        move.target()
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(requests_table).where(_R.request_id == request_id)
+            ).one_or_none()
+            if row is None:
+                return False
+            record = RequestRecord.from_row(row)
+            if record.status not in move.sources:
+                return False
+            moved = self._transition(
+                conn, request_id, (record.status,), move.target(), move.detail,
+                **dict.fromkeys(_ATTEMPT_OUTCOME), polled_at=0.0,
+                attempts_before=record.attempts_before + 1,
+                cost_usd_before=record.cost_usd_before + (record.cost_usd or 0.0),
+            )  # fmt: skip
+            if not moved:
+                return False
+            conn.execute(sa.insert(attempts_table).values(
+                request_id=request_id, batch=record.batch, attempt=record.attempts_before + 1,
+                status=record.status, task_id=record.task_id, error_kind=record.error_kind,
+                error_message=record.error_message, seed=record.request.get("seed"),
+                seed_used=record.seed_used, tokens=record.tokens,
+                cost_usd_estimated=record.cost_usd_estimated, cost_usd=record.cost_usd,
+                submitted_at=record.submitted_at, completed_at=record.completed_at,
+                sandbox=record.sandbox, run_id=record.run_id, archived_at=time.time(),
+            ))  # fmt: skip
+            if request is not None:
+                conn.execute(
+                    sa.update(requests_table)
+                    .where(_R.request_id == request_id)
+                    .values(request_json=json.dumps(request, sort_keys=True))
+                )
+            return True
+
+    def attempts(self, request_id: str) -> list[dict[str, Any]]:
+        """The earlier attempts of a request, oldest first, as archived when it was retried."""
+        a = attempts_table.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(attempts_table).where(a.request_id == request_id).order_by(a.attempt)
+            )
+            return [dict(row._mapping) for row in rows]
+
     def claim(
         self,
         request_id: str,
@@ -430,8 +497,8 @@ class StateStore:
         yield from arrow.batch_arrow(self.engine, batch, columns, size)
 
     def batch_totals(self, batch: str) -> tuple[set[str], float]:
-        """The batch's request ids and its actual cost, by queries of their own (what the ledger
-        written from the store is checked against)."""
+        """The batch's request ids and its actual cost (latest attempts), by queries of their own
+        (what the ledger written from the store is checked against)."""
         c = requests_table.c
         ids = arrow.batch_ids(self.engine, batch)
         with self.engine.connect() as conn:

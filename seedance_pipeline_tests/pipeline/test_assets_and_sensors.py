@@ -131,7 +131,7 @@ def test_ledger_materialisations_carry_metadata_and_pass_their_checks(pipeline: 
     checks = result.get_asset_check_evaluations()
     assert {c.check_name: c.passed for c in checks} == {
         "one_row_per_request": True, "succeeded_rows_have_verified_videos": True, "paid_videos_kept": True,
-        "costs_add_up": True, "no_secrets": True, "videos_pass_qc": True,
+        "costs_add_up": True, "no_secrets": True, "videos_pass_qc": True, "no_failed_rows": True,
     }  # fmt: skip
 
 

@@ -246,7 +246,7 @@ EXPECTED_CODES = {
     "rate_limited": {"novita": (429, "RATE_LIMIT_EXCEEDED"), "aimlapi": (429, "429"), "segmind": (429, "429"),
                      "modelark": (429, "RateLimitExceeded.EndpointRPMExceeded")},
     "content_rejected": {"novita": (400, "ILLEGAL_IMAGE_CONTENT"), "segmind": (400, "400"),
-                         "modelark": (400, "InputImageSensitiveContentDetected")},
+                         "aimlapi": (400, "400"), "modelark": (400, "InputImageSensitiveContentDetected")},
 }  # fmt: skip
 
 
@@ -286,14 +286,16 @@ def test_rate_limits_are_retryable_and_carry_retry_after_when_sent(
     assert run(again()) in (TaskStatus.QUEUED, TaskStatus.SUCCEEDED)
 
 
-@pytest.mark.parametrize("provider", ["novita", "segmind", "modelark"])
-def test_content_rejection_is_its_own_kind(
+@pytest.mark.parametrize("provider", PROVIDER_PER_API)
+def test_content_rejection_is_its_own_kind_and_its_message_says_each_thing_once(
     emulator: EmulatorServer, make_image: ImageFactory, provider: str
 ) -> None:
     emulator.state.set_faults(provider, Faults(reject_rate=1.0))
     error = submit_error(emulator, provider, make_image())
     assert error.kind is ErrorKind.CONTENT_REJECTED
     assert (error.http_status, error.code) == EXPECTED_CODES["content_rejected"][provider]
+    assert "400 400" not in str(error) and str(error).count("HTTP 400") == 1
+    assert "sensitive content" in str(error)
 
 
 @pytest.mark.parametrize("provider", PROVIDER_PER_API)

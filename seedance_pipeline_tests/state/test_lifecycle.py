@@ -42,9 +42,13 @@ def test_every_status_is_reachable_from_pending_but_rejected_which_only_the_cata
     assert reachable(None) == set(RequestStatus)
 
 
-def test_finished_requests_never_move_again() -> None:
-    for status in (S.SUCCEEDED, S.FAILED, S.REJECTED, S.EXPIRED, S.CANCELLED):
+def test_finished_requests_move_again_only_as_a_retry_and_never_from_unknown() -> None:
+    for status in (S.SUCCEEDED, S.REJECTED):
         assert ALLOWED[status] == frozenset(), status
+    for status in (S.FAILED, S.EXPIRED, S.CANCELLED):
+        assert ALLOWED[status] == frozenset({S.PENDING}), status
+    assert set(Move.RETRY.sources) == {S.FAILED, S.EXPIRED, S.CANCELLED}
+    assert S.UNKNOWN not in Move.RETRY.sources
 
 
 def test_a_move_with_several_targets_needs_one_of_them() -> None:
