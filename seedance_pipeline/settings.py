@@ -44,6 +44,7 @@ ENV = {
     "run_budget_usd": "SEEDANCE_RUN_BUDGET_USD",
     "stale_submission_s": "SEEDANCE_STALE_SUBMISSION_S",
     "sandbox_url": "SEEDANCE_SANDBOX_URL",
+    "image_roots": "SEEDANCE_IMAGE_ROOTS",
 }
 NO_CAP = -1.0  # as a spend cap: none (so is an empty value)
 CAPS = ("daily_budget_usd", "batch_budget_usd", "run_budget_usd")
@@ -110,6 +111,9 @@ class PipelineSettings:
     # may take (Segmind: minutes).
     not_found_grace_s: float = 3600.0
     sandbox_url: str | None = None  # an emulator to use for providers without a key
+    # Folders local catalog images must be in (after symlinks); None: any path the catalog names.
+    # The variable separates folders with the OS path separator (`:` on Linux and macOS).
+    image_roots: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in CAPS:
@@ -219,6 +223,8 @@ def settings_from(env: Mapping[str, str] | None = None, **given: Any) -> Pipelin
 
 
 def _typed(name: str, raw: str) -> Any:
+    if name == "image_roots":
+        return tuple(part for part in raw.split(os.pathsep) if part.strip())
     if name == "stale_submission_s":
         try:
             return float(raw)

@@ -7,6 +7,7 @@ on what the image is, not where it lives, and the header is what validation and 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -15,14 +16,23 @@ from seedance_pipeline.providers import ImageInfo
 from seedance_pipeline.providers.images import ImageUnreadable, inspect_image, is_url
 
 MAX_IMAGE_DOWNLOAD = 31 * 2**20
+MAX_IMAGE_FILE = MAX_IMAGE_DOWNLOAD  # a local file is sized before it is read
 
 
 class ImageReader:
-    """Reads image bytes once per reference (catalogs reuse images), local or over http(s)."""
+    """Reads image bytes once per reference (catalogs reuse images), local or over http(s).
 
-    def __init__(self, base_dir: Path | None, timeout_s: float = 30.0) -> None:
+    Image paths are the catalog author's to choose: relative to the catalog's folder, absolute,
+    `../` and symlinks all work, as whoever writes the catalog can read those files anyway. Where
+    catalogs come from less trusted hands, `roots` (`SEEDANCE_IMAGE_ROOTS`) confines local images
+    to those folders, checked after symlinks are resolved."""
+
+    def __init__(
+        self, base_dir: Path | None, timeout_s: float = 30.0, roots: Sequence[str] | None = None
+    ) -> None:
         self.base_dir = base_dir
         self.timeout_s = timeout_s
+        self.roots = [Path(root).resolve() for root in roots] if roots else None
         self._cache: dict[str, tuple[str, str, ImageInfo] | str] = {}
 
     def resolve(self, ref: str) -> str:
@@ -45,8 +55,15 @@ class ImageReader:
                 data = self._download(ref)
             else:
                 path = Path(ref)
+                if self.roots is not None and not any(
+                    path.resolve().is_relative_to(root) for root in self.roots
+                ):
+                    return f"{ref} is outside the image folders allowed by SEEDANCE_IMAGE_ROOTS"
                 if not path.is_file():
                     return f"file not found: {ref}"
+                size = path.stat().st_size
+                if size > MAX_IMAGE_FILE:  # before reading: a 3 GiB file is never loaded
+                    return f"{ref} is {size / 2**20:.0f} MiB, over the {MAX_IMAGE_FILE // 2**20} MiB limit"
                 data = path.read_bytes()
             return ref, hashlib.sha256(data).hexdigest(), inspect_image(data)
         except ImageUnreadable as exc:
@@ -57,6 +74,8 @@ class ImageReader:
             return f"could not download {ref}: {type(exc).__name__}"
         except OSError as exc:
             return f"could not read {ref}: {exc.strerror or exc}"
+        except ValueError as exc:  # a path Python cannot pass to the OS (a NUL byte)
+            return f"could not read {ref!r}: {exc}"
 
     def _download(self, url: str) -> bytes:
         with httpx.stream("GET", url, timeout=self.timeout_s, follow_redirects=True) as response:

@@ -15,6 +15,8 @@ from seedance_pipeline.providers.client import ProviderConfig
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.lifecycle import RequestStatus
 from seedance_pipeline.state.store import StateStore
+from seedance_pipeline.storage import is_local, local_path
+from seedance_pipeline.storage.videos import clean_stale_downloads
 from seedance_pipeline.submission.batch import submission_outlook
 from seedance_pipeline.submission.budget import enforce_daily_budget
 from seedance_pipeline.submission.clients import open_provider_clients
@@ -33,6 +35,9 @@ async def _poll(settings: PipelineSettings, store: StateStore, providers: list[s
                 await reconcile_unknown(store, clients[provider])
             except ProviderError as error:  # the list call failed: try again next tick
                 log.info("reconciliation at %s postponed: %s", provider, error)
+            except Exception as exc:  # one provider's odd list must not stop every poll
+                log.warning("reconciliation at %s postponed: unexpected %s", provider,
+                            type(exc).__name__, exc_info=True)  # fmt: skip
         await enforce_daily_budget(store, clients, settings)
         return await poll_once(store, clients, settings)
 
@@ -41,6 +46,8 @@ def poll_tick(settings: PipelineSettings) -> PollReport:
     """One time-boxed polling pass over every task in flight, after flagging submissions whose
     process died mid-call and reconciling unknown outcomes where the provider lists its tasks."""
     store = settings.store()
+    local_videos = [local_path(settings.videos)] if is_local(settings.videos) else []
+    clean_stale_downloads(local_videos)
     store.flag_stale_submissions(settings.stale_submission_s)
     providers = sorted(
         {

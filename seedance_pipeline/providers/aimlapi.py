@@ -92,7 +92,7 @@ class AimlApiAdapter(ProviderAdapter):
             task_id=body.get("id"),
             status=status,
             video_url=url,
-            credits=as_int((usage or {}).get("credits_used")),
+            credits=as_int((usage or {}).get("credits_used"), None, None),  # checked in cost
             error=error,
             raw=body,
         )

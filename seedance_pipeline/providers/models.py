@@ -61,6 +61,8 @@ class ErrorKind(enum.StrEnum):
     OUTCOME_UNKNOWN = "outcome_unknown"  # a create call whose answer never came
     OUTCOME_UNKNOWN_UNDECIDED = "outcome_unknown_undecided"  # reconciliation could not tell
     BUDGET_STOP = "budget_stop"  # cancelled to bring the day's spend back under its cap
+    MALFORMED_ANSWERS = "malformed_answers"  # the provider kept answering what we cannot read
+    TOO_LONG_IN_FLIGHT = "too_long_in_flight"  # past the provider's documented task lifetime
 
     @property
     def retryable(self) -> bool:
@@ -161,3 +163,4 @@ class CostEstimate:
     usd: float
     tokens: int | None  # None where billing is per generation
     basis: str  # how it was computed, for metadata and the ledger
+    anomaly: str | None = None  # a reported usage that was not trusted, and why
