@@ -277,7 +277,9 @@ async def _advance(
     frame_url = state.last_frame_url
     policy = DownloadPolicy.for_base_url(client.config.base_url)
     left = (deadline - time.monotonic()) if deadline is not None else MAX_DOWNLOAD_S
-    budget = max(1.0, min(MAX_DOWNLOAD_S, left))
+    # Ends a little before the pass's time box, so that a slow download is counted as an attempt
+    # rather than cancelled uncounted with the pass.
+    budget = max(0.5, min(MAX_DOWNLOAD_S, left - min(2.0, left * 0.2)))
     try:
         try:
             kept = await download(http, state.video_url or "", video_destination(settings, record),

@@ -98,8 +98,10 @@ def actual_cost_usd(
     model = spec.model(request.model)
     price = spec.prices[request.model]
     estimate = estimate_cost_usd(spec, request, image_size)
-    anomaly = None
-    if state.tokens is not None and price.billing == "tokens":
+    anomaly = state.usage_anomaly
+    if anomaly is not None:
+        pass  # reported, but unreadable: the formula, and the anomaly on the row
+    elif state.tokens is not None and price.billing == "tokens":
         usd = usd_for_tokens(price, model, request, state.tokens)
         anomaly = _untrusted("tokens", state.tokens, usd, estimate.usd)
         if anomaly is None:

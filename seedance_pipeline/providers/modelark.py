@@ -31,6 +31,7 @@ from seedance_pipeline.providers.models import (
     TaskState,
     TaskStatus,
 )
+from seedance_pipeline.providers.parsing import reported_usage
 
 PATH = "/contents/generations/tasks"
 log = logging.getLogger(__name__)
@@ -178,13 +179,18 @@ class ModelArkAdapter(ProviderAdapter):
             error = TaskError(failure_kind(code, message), code, message)
         elif status is TaskStatus.EXPIRED:
             error = TaskError(ErrorKind.TASK_EXPIRED, None, "task passed execution_expires_after")
+        # Judged by the cost: negative, NaN or absurd usage falls back to the formula.
+        tokens, tokens_anomaly = reported_usage(
+            (usage or {}).get("completion_tokens"), "completion_tokens"
+        )
         return TaskState(
             task_id=body.get("id"),
             status=status,
             video_url=url,
             last_frame_url=(content or {}).get("last_frame_url") or None,
             seed_used=as_int(body.get("seed")),
-            tokens=as_int((usage or {}).get("completion_tokens"), None, None),  # checked in cost
+            tokens=tokens,
+            usage_anomaly=tokens_anomaly,
             duration_s=as_float(body.get("duration")),
             fps=as_int(body.get("framespersecond") or body.get("fps")),
             resolution=body.get("resolution"),

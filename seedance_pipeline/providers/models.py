@@ -125,6 +125,7 @@ class TaskState:
     seed_used: int | None = None
     tokens: int | None = None  # billed tokens, where the provider reports them
     credits: int | None = None  # billed credits, where the provider reports them (AI/ML API)
+    usage_anomaly: str | None = None  # a usage the provider reported that could not be read
     duration_s: float | None = None
     fps: int | None = None
     resolution: str | None = None

@@ -67,6 +67,17 @@ def as_int(value: Any, low: int | None = INT64[0], high: int | None = INT64[1]) 
     return number
 
 
+def reported_usage(value: Any, what: str) -> tuple[int | None, str | None]:
+    """A billed usage (tokens, credits) as reported: the whole number, or None and why it cannot
+    be read. Absent is (None, None); negative or huge numbers are returned for the cost to judge."""
+    if value is None or value == "":
+        return None, None
+    number = as_int(value, None, None)
+    if number is None or (isinstance(value, float | str) and as_float(value) != number):
+        return None, f"reported {what} {clean_text(repr(value), 40)} is not a whole number"
+    return number, None
+
+
 def as_float(value: Any) -> float | None:
     """A finite number sent as a number or a string; None for anything else."""
     if value is None or value == "" or isinstance(value, bool):
