@@ -179,7 +179,7 @@ def test_a_task_past_its_documented_lifetime_ends_unknown(
                 "video": {"url": url},
                 "meta": {"usage": {"credits_used": -2e7}},
             },
-        ),  # fmt: skip
+        ),
         (
             "aimlapi",
             AIML_GENERATION,
@@ -189,7 +189,7 @@ def test_a_task_past_its_documented_lifetime_ends_unknown(
                 "video": {"url": url},
                 "meta": {"usage": {"credits_used": 10**30}},
             },
-        ),  # fmt: skip
+        ),
     ],
     ids=["ark-negative", "ark-10e30", "ark-nan", "aiml-negative", "aiml-10e30"],
 )

@@ -40,7 +40,9 @@ def pending(store: StateStore, n: int) -> list[str]:
     return [r.request_id for r in records]
 
 
-def submit(server: HostileServer, settings: PipelineSettings, timeout_s: float = 2.0) -> SubmitReport:
+def submit(
+    server: HostileServer, settings: PipelineSettings, timeout_s: float = 2.0
+) -> SubmitReport:
     async def go() -> SubmitReport:
         async with client(server, "modelark", timeout_s) as c:
             return await submit_pending(settings.store(), c, settings, run_id="run-1")
@@ -66,15 +68,19 @@ def test_a_garbled_create_answer_settles_only_its_own_row(
     assert counts == {RequestStatus.UNKNOWN: 1, RequestStatus.IN_FLIGHT: 2}, counts
     assert report.unknown == 1
     (unknown,) = store.records(statuses=[RequestStatus.UNKNOWN])
-    assert unknown.error_kind == ErrorKind.OUTCOME_UNKNOWN and "malformed" in (unknown.error_message or "")
+    assert unknown.error_kind == ErrorKind.OUTCOME_UNKNOWN and "malformed" in (
+        unknown.error_message or ""
+    )
 
 
 def test_a_negative_reported_usage_never_lifts_the_daily_cap(
     hostile: HostileServer, tmp_path: Path, state_url: str
 ) -> None:
-    estimate = adapter_for("modelark").estimate_cost(
-        GenerationRequest("modelark", MODEL, "x", resolution="480p", duration=5)
-    ).usd
+    estimate = (
+        adapter_for("modelark")
+        .estimate_cost(GenerationRequest("modelark", MODEL, "x", resolution="480p", duration=5))
+        .usd
+    )
     settings = settings_for(tmp_path, state_url, daily_budget_usd=estimate * 1.5)
     store = settings.store()
     pending(store, 4)
@@ -118,7 +124,9 @@ def test_a_submission_in_doubt_is_settled_once_its_deadline_has_passed(
     first, second = pending(store, 2)
     # As a process killed mid-call leaves them: claimed, no answer written.
     assert store.claim(first, "modelark", 10, 0.1, sandbox=False, call_deadline_s=60) is None
-    assert store.claim(second, "modelark", 10, 0.1, sandbox=False) is None  # an older version's claim
+    assert (
+        store.claim(second, "modelark", 10, 0.1, sandbox=False) is None
+    )  # an older version's claim
     now = time.time()
     assert store.flag_stale_submissions(900, now=now + 30) == []
     assert store.flag_stale_submissions(900, now=now + 61) == [first]  # a minute, not 15
