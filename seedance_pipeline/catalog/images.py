@@ -7,13 +7,16 @@ on what the image is, not where it lives, and the header is what validation and 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from seedance_pipeline.providers import ImageInfo
 from seedance_pipeline.providers.images import ImageUnreadable, inspect_image, is_url
+from seedance_pipeline.storage.videos import is_local_host
 
 MAX_IMAGE_DOWNLOAD = 31 * 2**20
 MAX_IMAGE_FILE = MAX_IMAGE_DOWNLOAD  # a local file is sized before it is read
@@ -78,13 +81,36 @@ class ImageReader:
             return f"could not read {ref!r}: {exc}"
 
     def _download(self, url: str) -> bytes:
-        with httpx.stream("GET", url, timeout=self.timeout_s, follow_redirects=True) as response:
-            if response.status_code != 200:
-                raise ImageUnreadable(f"could not download {url}: HTTP {response.status_code}")
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_IMAGE_DOWNLOAD:
-                    raise ImageUnreadable(f"{url} is larger than {MAX_IMAGE_DOWNLOAD // 2**20} MiB")
-                chunks.append(chunk)
-            return b"".join(chunks)
+        """The image's bytes, following at most 5 redirects, none of them to a scheme other than
+        http(s) nor from a public host to a local one (a blind GET into the internal network)."""
+        public = not is_local_host(urlsplit(url).hostname or "")
+        for _ in range(6):
+            with httpx.stream(
+                "GET", url, timeout=self.timeout_s, follow_redirects=False
+            ) as response:
+                if response.is_redirect and "location" in response.headers:
+                    url = urljoin(url, response.headers["location"])
+                    host = urlsplit(url).hostname or ""
+                    if not is_url(url) or (public and is_local_host(host)):
+                        raise ImageUnreadable(f"refused a redirect to {url[:80]!r}")
+                    continue
+                return self._body(url, response)
+        raise ImageUnreadable(f"{url} redirected more than 5 times")
+
+    def _body(self, url: str, response: httpx.Response) -> bytes:
+        """At most MAX_IMAGE_DOWNLOAD bytes within twice the timeout in all (a body that drips a
+        byte at a time never trips a per-read timeout)."""
+        if response.status_code != 200:
+            raise ImageUnreadable(f"could not download {url}: HTTP {response.status_code}")
+        deadline = time.monotonic() + 2 * self.timeout_s
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_IMAGE_DOWNLOAD:
+                raise ImageUnreadable(f"{url} is larger than {MAX_IMAGE_DOWNLOAD // 2**20} MiB")
+            if time.monotonic() > deadline:
+                raise ImageUnreadable(
+                    f"could not download {url}: not whole within {2 * self.timeout_s:g} s"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)

@@ -38,7 +38,10 @@ async def _poll(settings: PipelineSettings, store: StateStore, providers: list[s
             except Exception as exc:  # one provider's odd list must not stop every poll
                 log.warning("reconciliation at %s postponed: unexpected %s", provider,
                             type(exc).__name__, exc_info=True)  # fmt: skip
-        await enforce_daily_budget(store, clients, settings)
+        try:
+            await enforce_daily_budget(store, clients, settings)
+        except Exception as exc:  # a budget stop is retried next tick; the polls must go on
+            log.warning("budget stop postponed: unexpected %s", type(exc).__name__, exc_info=True)
         return await poll_once(store, clients, settings)
 
 
@@ -46,8 +49,9 @@ def poll_tick(settings: PipelineSettings) -> PollReport:
     """One time-boxed polling pass over every task in flight, after flagging submissions whose
     process died mid-call and reconciling unknown outcomes where the provider lists its tasks."""
     store = settings.store()
-    local_videos = [local_path(settings.videos)] if is_local(settings.videos) else []
-    clean_stale_downloads(local_videos)
+    clean_stale_downloads(
+        [local_path(url) for url in (settings.videos, settings.ledger) if is_local(url)]
+    )
     store.flag_stale_submissions(settings.stale_submission_s)
     providers = sorted(
         {

@@ -13,6 +13,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from seedance_pipeline.catalog import images
 from seedance_pipeline.catalog.images import ImageReader
 from seedance_pipeline.catalog.refresh import refresh_catalog
 from seedance_pipeline.emulator import EmulatorServer
@@ -21,6 +22,7 @@ from seedance_pipeline.settings import PipelineSettings, settings_from
 from seedance_pipeline.state.lifecycle import RequestStatus
 from seedance_pipeline.storage import videos
 from seedance_pipeline_tests.conftest import ImageFactory
+from seedance_pipeline_tests.hostile.server import Answer, HostileServer, drip
 
 
 @pytest.mark.parametrize(
@@ -120,3 +122,28 @@ def test_partial_downloads_of_a_killed_process_are_removed_at_start(
     assert [p.exists() for p in old] == [False, False]
     assert all(p.exists() for p in fresh)  # may be another process's download under way
     assert kept.exists()
+
+
+def test_an_image_url_may_not_redirect_from_a_public_host_into_a_local_one(
+    hostile: HostileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 127.0.0.1 plays a public host here; `localhost` stays local.
+    monkeypatch.setattr(images, "is_local_host", lambda host: host == "localhost")
+    hostile.script(
+        "GET",
+        "/img.png",
+        Answer(302, headers={"location": f"http://localhost:{hostile.port}/admin"}),
+    )
+    hostile.script("GET", "/file.png", Answer(302, headers={"location": "file:///etc/passwd"}))
+    for path in ("/img.png", "/file.png"):
+        result = ImageReader(None).read(f"{hostile.url}{path}")
+        assert isinstance(result, str) and "refused a redirect" in result
+    assert [c.path for c in hostile.calls] == ["/img.png", "/file.png"]  # /admin never asked
+
+
+def test_an_image_that_drips_stops_at_its_total_deadline(hostile: HostileServer) -> None:
+    hostile.script("GET", "/slow.png", Answer(chunks=drip(0.1, first=b"\x89PNG")))
+    started = time.monotonic()
+    result = ImageReader(None, timeout_s=1.0).read(f"{hostile.url}/slow.png")
+    assert isinstance(result, str) and "not whole within 2 s" in result
+    assert time.monotonic() - started < 6
