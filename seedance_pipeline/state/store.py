@@ -566,15 +566,15 @@ class StateStore:
 
         A submission is in doubt only while its call may still be running: once the call's own
         deadline, recorded with the claim, has passed, it is flagged (a rerun right after a
-        kill -9 settles it in minutes). Claims written without a deadline (older versions) wait
-        `older_than_s`."""
+        kill -9 settles it in minutes). `older_than_s` is an upper bound (and the only rule for
+        claims written without a deadline by older versions)."""
         now = time.time() if now is None else now
         cutoff = now - older_than_s
         stale = [
             r.request_id
             for r in self.records(statuses=[RequestStatus.SUBMITTING])
             if (r.call_deadline_at is not None and r.call_deadline_at < now)
-            or (r.call_deadline_at is None and (r.submitted_at or 0) < cutoff)
+            or (r.submitted_at or 0) < cutoff
         ]
         flagged = []
         for request_id in stale:

@@ -134,3 +134,11 @@ def test_a_submission_in_doubt_is_settled_once_its_deadline_has_passed(
     assert record is not None and record.status == RequestStatus.UNKNOWN
     assert store.get(second).status == RequestStatus.SUBMITTING  # type: ignore[union-attr]
     assert store.flag_stale_submissions(900, now=now + 901) == [second]
+
+
+def test_stale_submission_s_still_bounds_a_later_deadline(tmp_path: Path, state_url: str) -> None:
+    store = settings_for(tmp_path, state_url).store()
+    (request_id,) = pending(store, 1)
+    assert store.claim(request_id, "modelark", 10, 0.1, sandbox=False, call_deadline_s=3600) is None
+    assert store.flag_stale_submissions(900, now=time.time() + 60) == []
+    assert store.flag_stale_submissions(30, now=time.time() + 60) == [request_id]
