@@ -133,4 +133,5 @@ def test_a_run_under_hostile_answers_ends_cleanly_within_its_cap(
     assert KEY not in dumped
     leaked = [p for p in data.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
     assert leaked == []
-    assert (data / "ledger").is_dir()
+    ledger = pd.read_parquet(data / "ledger")
+    assert len(ledger) == len(rows) and ledger["cost_anomaly"].notna().sum() == 3
