@@ -4,6 +4,7 @@ batches need a submission run and which are ready for their ledger."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from contextlib import AsyncExitStack
@@ -45,13 +46,19 @@ async def _poll(settings: PipelineSettings, store: StateStore, providers: list[s
         return await poll_once(store, clients, settings)
 
 
+@functools.cache
+def _clean_at_start(local_folders: tuple[str, ...]) -> None:
+    """Partial downloads and temporary files a killed process left behind, removed once per
+    process (a sensor's code server, a headless command): a scan of a large videos folder on
+    every tick would cost more than the files it finds."""
+    clean_stale_downloads([local_path(url) for url in local_folders])
+
+
 def poll_tick(settings: PipelineSettings) -> PollReport:
     """One time-boxed polling pass over every task in flight, after flagging submissions whose
     process died mid-call and reconciling unknown outcomes where the provider lists its tasks."""
     store = settings.store()
-    clean_stale_downloads(
-        [local_path(url) for url in (settings.videos, settings.ledger) if is_local(url)]
-    )
+    _clean_at_start(tuple(url for url in (settings.videos, settings.ledger) if is_local(url)))
     store.flag_stale_submissions(settings.stale_submission_s)
     providers = sorted(
         {

@@ -106,8 +106,9 @@ def clean_stale_downloads(
     for folder in [DOWNLOADS, *(folders or [])]:
         if not folder.is_dir():
             continue
-        pattern = "*" if folder == DOWNLOADS else "**/.*.tmp"
-        for path in folder.glob(pattern):
+        # Temporary siblings sit beside what they replace: `<batch>/.<name>.<uuid>.tmp`.
+        patterns = ["*"] if folder == DOWNLOADS else [".*.tmp", "*/.*.tmp"]
+        for path in (p for pattern in patterns for p in folder.glob(pattern)):
             try:
                 if path.is_file() and path.stat().st_mtime < cutoff:
                     path.unlink()
