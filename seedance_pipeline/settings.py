@@ -46,6 +46,7 @@ ENV = {
     "stale_submission_s": "SEEDANCE_STALE_SUBMISSION_S",
     "sandbox_url": "SEEDANCE_SANDBOX_URL",
     "max_failure_share": "SEEDANCE_MAX_FAILURE_SHARE",
+    "image_roots": "SEEDANCE_IMAGE_ROOTS",
 }
 # Video QC's limits (qc/thresholds.py documents each and its default): SEEDANCE_QC_BLACK_LUMA, …
 QC_ENV = {f.name: f"SEEDANCE_QC_{f.name.upper()}" for f in dataclasses.fields(QcThresholds)}
@@ -118,6 +119,9 @@ class PipelineSettings:
     # The ledger's `no_failed_rows` check warns about any failed row, and fails (ERROR) when more
     # than this share of the rows sent failed, expired or lost their video.
     max_failure_share: float = 0.2
+    # Folders local catalog images must be in (after symlinks); None: any path the catalog names.
+    # The variable separates folders with the OS path separator (`:` on Linux and macOS).
+    image_roots: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_failure_share <= 1.0:
@@ -250,6 +254,8 @@ def _typed(name: str, raw: str) -> Any:
             return float(raw)
         except ValueError:
             raise ValueError(f"{ENV[name]} must be a share from 0 to 1: {raw!r}") from None
+    if name == "image_roots":
+        return tuple(part for part in raw.split(os.pathsep) if part.strip())
     if name == "stale_submission_s":
         try:
             return float(raw)

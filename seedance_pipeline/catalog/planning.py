@@ -26,6 +26,7 @@ from seedance_pipeline.providers import (
     adapter_for,
     provider_names,
 )
+from seedance_pipeline.providers.parsing import clean_text, has_control_characters
 from seedance_pipeline.settings import CatalogDefaults
 from seedance_pipeline.state.lifecycle import RequestStatus
 from seedance_pipeline.state.store import RequestRecord
@@ -145,6 +146,23 @@ def request_id_for(
     ]
 
 
+# Control characters a prompt may hold (line breaks, tabs); every other text field holds none.
+PROMPT_WHITESPACE = "\t\n\r"
+
+
+def control_character_problems(values: dict[str, Any]) -> list[str]:
+    """Text cells holding NUL or other control characters, each refused with its column, and the
+    cell replaced by a visible escape (`\\x00`) so the rejected row stores alike on SQLite and
+    PostgreSQL (which refuses NUL in text)."""
+    problems = []
+    for column, value in values.items():
+        allow = PROMPT_WHITESPACE if column == "prompt" else ""
+        if isinstance(value, str) and has_control_characters(value, allow):
+            values[column] = clean_text(value, limit=10_000)
+            problems.append(f"{column}: holds a NUL or control character ({values[column][:80]!r})")
+    return problems
+
+
 def plan_row(
     index: int,
     row: Mapping[Any, Any],
@@ -174,8 +192,9 @@ def plan_row(
         try:
             values[column] = parser(raw)
         except ValueError as exc:
-            problems.append(f"{column}: {raw!r} is not valid ({exc})")
+            problems.append(f"{column}: {clean_text(repr(raw), 200)} is not valid ({exc})")
             values[column] = None
+    problems += control_character_problems(values)
     provider = values["provider"]
     batch = batch_name(values["batch"], defaults.batch)
     image_id = values["image_id"] or (
@@ -262,6 +281,7 @@ def plan_catalog(
     defaults: CatalogDefaults,
     base_dir: Path | None,
     image_timeout_s: float = 30.0,
+    image_roots: Sequence[str] | None = None,
 ) -> CatalogPlan:
     """Every row planned; identical requests collapse to the first row that asked for them.
 
@@ -278,7 +298,7 @@ def plan_catalog(
                 )
             else:
                 warnings.append(f"column {column!r} is not used")
-    images = ImageReader(base_dir, image_timeout_s)
+    images = ImageReader(base_dir, image_timeout_s, roots=image_roots)
     records: dict[str, RequestRecord] = {}
     duplicates = 0
     for index, row in enumerate(frame.to_dict("records")):

@@ -19,7 +19,12 @@ def refresh_catalog(settings: PipelineSettings) -> CatalogPlan:
     """Read and plan the catalog, record new requests (known ones keep their progress), and flag
     submissions a dead process left without an answer."""
     frame = read_catalog(settings.catalog)
-    plan = plan_catalog(frame, settings.defaults, catalog_base_dir(settings.catalog))
+    plan = plan_catalog(
+        frame,
+        settings.defaults,
+        catalog_base_dir(settings.catalog),
+        image_roots=settings.image_roots,
+    )
     store = settings.store()
     store.add_new(plan.records)
     store.flag_stale_submissions(settings.stale_submission_s)

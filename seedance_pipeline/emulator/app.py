@@ -3,6 +3,7 @@ small admin surface under `/_emulator` (audit, faults, health) for tests and ope
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any
 
@@ -32,6 +33,30 @@ DIALECTS: dict[str, type[Dialect]] = {
 
 _EXPIRED = """<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"""
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
+
+
+def loopback_host(scope: Scope) -> bool:
+    """Whether the request's `Host` header names a loopback address (or is absent, as in HTTP/1.0)."""
+    host = ""
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            host = value.decode("latin-1").strip().lower()
+            break
+    if not host:
+        return True
+    if host.startswith("["):
+        hostname = host[: host.find("]") + 1] if "]" in host else host
+    else:
+        hostname = host.rsplit(":", 1)[0]
+    if hostname in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def dialect_class(api: str) -> type[Dialect]:
@@ -99,6 +124,13 @@ def build_app(state: EmulatorState) -> ASGIApp:
 
     async def note_calls(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if not loopback_host(scope):
+                # DNS rebinding: a web page whose name now points at 127.0.0.1 reaches us with
+                # its own name in `Host`; the emulator only answers to loopback names.
+                refusal = JSONResponse({"error": "the emulator answers loopback Host names only"},
+                                       421)  # fmt: skip
+                await refusal(scope, receive, send)
+                return
             state.last_call_at = time.time()  # for --idle-exit-s
         await app(scope, receive, send)
 

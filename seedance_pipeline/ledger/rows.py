@@ -51,6 +51,7 @@ SCHEMA = pa.schema(
         ("tokens", pa.int64()),
         ("cost_usd_estimated", pa.float64()),
         ("cost_usd", pa.float64()),
+        ("cost_anomaly", pa.string()),
         ("video_url", pa.string()),
         ("video_uri", pa.string()),
         ("last_frame_uri", pa.string()),

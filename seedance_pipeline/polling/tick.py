@@ -4,6 +4,7 @@ batches need a submission run and which are ready for their ledger."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from contextlib import AsyncExitStack
@@ -15,6 +16,8 @@ from seedance_pipeline.providers.client import ProviderConfig
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.lifecycle import RequestStatus
 from seedance_pipeline.state.store import StateStore
+from seedance_pipeline.storage import is_local, local_path
+from seedance_pipeline.storage.videos import clean_stale_downloads
 from seedance_pipeline.submission.batch import submission_outlook
 from seedance_pipeline.submission.budget import enforce_daily_budget
 from seedance_pipeline.submission.clients import open_provider_clients
@@ -33,14 +36,29 @@ async def _poll(settings: PipelineSettings, store: StateStore, providers: list[s
                 await reconcile_unknown(store, clients[provider])
             except ProviderError as error:  # the list call failed: try again next tick
                 log.info("reconciliation at %s postponed: %s", provider, error)
-        await enforce_daily_budget(store, clients, settings)
+            except Exception as exc:  # one provider's odd list must not stop every poll
+                log.warning("reconciliation at %s postponed: unexpected %s", provider,
+                            type(exc).__name__, exc_info=True)  # fmt: skip
+        try:
+            await enforce_daily_budget(store, clients, settings)
+        except Exception as exc:  # a budget stop is retried next tick; the polls must go on
+            log.warning("budget stop postponed: unexpected %s", type(exc).__name__, exc_info=True)
         return await poll_once(store, clients, settings)
+
+
+@functools.cache
+def _clean_at_start(local_folders: tuple[str, ...]) -> None:
+    """Partial downloads and temporary files a killed process left behind, removed once per
+    process (a sensor's code server, a headless command): a scan of a large videos folder on
+    every tick would cost more than the files it finds."""
+    clean_stale_downloads([local_path(url) for url in local_folders])
 
 
 def poll_tick(settings: PipelineSettings) -> PollReport:
     """One time-boxed polling pass over every task in flight, after flagging submissions whose
     process died mid-call and reconciling unknown outcomes where the provider lists its tasks."""
     store = settings.store()
+    _clean_at_start(tuple(url for url in (settings.videos, settings.ledger) if is_local(url)))
     store.flag_stale_submissions(settings.stale_submission_s)
     providers = sorted(
         {

@@ -13,7 +13,6 @@ from seedance_pipeline.providers.base import (
     HttpCall,
     MalformedAnswer,
     ProviderAdapter,
-    as_int,
     failure_kind,
     kind_for_status,
     require_dict,
@@ -27,6 +26,7 @@ from seedance_pipeline.providers.models import (
     TaskState,
     TaskStatus,
 )
+from seedance_pipeline.providers.parsing import reported_usage
 
 PATH = "/v2/generate/video/bytedance/generation"
 
@@ -88,11 +88,14 @@ class AimlApiAdapter(ProviderAdapter):
             error = TaskError(failure_kind(name, message), name, message)
         meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
         usage = meta.get("usage") if meta and isinstance(meta.get("usage"), dict) else {}
+        # Judged by the cost: negative, NaN or absurd usage falls back to the formula.
+        credits, credits_anomaly = reported_usage((usage or {}).get("credits_used"), "credits_used")
         return TaskState(
             task_id=body.get("id"),
             status=status,
             video_url=url,
-            credits=as_int((usage or {}).get("credits_used")),
+            credits=credits,
+            usage_anomaly=credits_anomaly,
             error=error,
             raw=body,
         )

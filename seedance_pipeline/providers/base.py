@@ -8,7 +8,6 @@ behaviour (timeouts, auth, redirects) lives once, in `client.py`.
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -24,6 +23,10 @@ from seedance_pipeline.providers.models import (
     TaskState,
     Violation,
 )
+from seedance_pipeline.providers.parsing import MalformedAnswer as MalformedAnswer
+from seedance_pipeline.providers.parsing import as_float as as_float
+from seedance_pipeline.providers.parsing import as_int as as_int
+from seedance_pipeline.providers.parsing import bounded_json
 from seedance_pipeline.providers.validation import validate_request
 
 
@@ -44,7 +47,8 @@ class HttpAnswer:
     body: bytes
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        """The body as JSON, bounded in size and depth (`MalformedAnswer`, a ValueError, if not)."""
+        return bounded_json(self.body)
 
 
 # HTTP status → error kind, where a provider's own code says nothing more precise.
@@ -67,25 +71,6 @@ def kind_for_status(status: int) -> ErrorKind:
     return STATUS_KINDS.get(status, ErrorKind.INVALID_REQUEST)
 
 
-def as_int(value: Any) -> int | None:
-    """Providers send numbers as strings in places ("158881667", "5"); accept both."""
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None
-
-
-def as_float(value: Any) -> float | None:
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 _CONTENT_WORDS = ("sensitive", "illegal", "nsfw", "moderation", "content policy")
 
 
@@ -102,10 +87,6 @@ def failure_kind(code: str | None, message: str | None) -> ErrorKind:
     if any(word in text for word in _EXPIRY_WORDS):
         return ErrorKind.TASK_EXPIRED
     return ErrorKind.TASK_FAILED
-
-
-class MalformedAnswer(ValueError):
-    """A 2xx answer whose body is not what the provider documents."""
 
 
 def require_dict(value: Any, what: str) -> dict[str, Any]:
@@ -222,7 +203,4 @@ class ProviderAdapter(abc.ABC):
 
     @staticmethod
     def body_json(answer: HttpAnswer) -> Any:
-        try:
-            return answer.json()
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedAnswer(f"body is not JSON ({exc.__class__.__name__})") from None
+        return answer.json()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import ipaddress
 import itertools
 import logging
 import os
@@ -17,7 +18,8 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -28,9 +30,20 @@ from seedance_pipeline.providers.models import (
     ProviderError,
     TaskState,
 )
+from seedance_pipeline.providers.parsing import (
+    MAX_JSON_BYTES,
+    clean_text,
+    is_safe_task_id,
+    redact,
+    safe_task_id,
+    safe_url,
+)
 
 USER_AGENT = "seedance-pipeline/0.1"
 POOLS, POOL_SIZE = 8, 8  # up to 64 requests in flight per provider and process
+MAX_INLINE_VIDEO_BYTES = 512 * 2**20  # Segmind's create answers the MP4 itself (tens of MB)
+MAX_ERROR_BYTES = 64 * 2**10  # an error answer is read this far: its message is all we keep
+MALFORMED = "malformed_answer"  # the code of a ProviderError made from an answer we could not read
 log = logging.getLogger(__name__)
 
 
@@ -71,6 +84,30 @@ class ProviderConfig:
     sandbox: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
+    def __post_init__(self) -> None:
+        if self.api_key and not self.sandbox and not key_may_travel_to(self.base_url):
+            raise ValueError(
+                f"{self.provider}: refusing to send an API key over plain http to "
+                f"{urlsplit(self.base_url).hostname!r}; use an https:// base URL (plain http is "
+                "allowed only to a loopback address, such as the emulator)"
+            )
+
+    @property
+    def call_deadline_s(self) -> float:
+        """How long one HTTP exchange may take in all, its body included: httpx's timeouts are
+        per read, so an answer that drips a byte at a time would otherwise never end."""
+        return 2 * self.timeout_s
+
+    @property
+    def submit_deadline_s(self) -> float:
+        """How long a create call may run in all, every retry and `Retry-After` wait included.
+        Recorded with the intent, it tells a later process when a submission in doubt can no
+        longer be running (crash recovery in minutes, not a fixed quarter of an hour)."""
+        retry = self.retry
+        return retry.attempts * self.call_deadline_s + (retry.attempts - 1) * max(
+            retry.cap_s, retry.retry_after_cap_s
+        )
+
     @classmethod
     def from_env(
         cls,
@@ -102,6 +139,22 @@ class ProviderConfig:
             api_key=Secret(key) if key else None,
             timeout_s=timeout,
         )
+
+
+def key_may_travel_to(base_url: str) -> bool:
+    """An API key goes over https, or over plain http to a loopback address only."""
+    parts = urlsplit(base_url)
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -173,11 +226,56 @@ class ProviderClient:
             await pool.aclose()
 
     def _error(
-        self, kind: ErrorKind, message: str, *, outcome_unknown: bool = False
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        outcome_unknown: bool = False,
+        code: str | None = None,
     ) -> ProviderError:
         return ProviderError(
-            kind, message, provider=self.adapter.name, outcome_unknown=outcome_unknown
+            kind, self._scrub(message), provider=self.adapter.name, outcome_unknown=outcome_unknown,
+            code=code,
+        )  # fmt: skip
+
+    def _scrub(self, text: str) -> str:
+        """Provider text as we may log, store and show it: our key redacted (a provider may echo
+        it back), control characters escaped, its length bounded."""
+        return clean_text(redact(text, [self.config.api_key]))
+
+    def _scrubbed(self, error: ProviderError) -> ProviderError:
+        clean = ProviderError(
+            error.kind,
+            self._scrub(error.message),
+            provider=error.provider,
+            http_status=error.http_status,
+            code=self._scrub(error.code)[:100] if error.code else None,
+            retry_after_s=error.retry_after_s,
+            outcome_unknown=error.outcome_unknown,
         )
+        clean.sent_at = error.sent_at
+        return clean
+
+    def _malformed(self, what: str, exc: BaseException, *, creates_task: bool) -> ProviderError:
+        """Whatever an adapter raised while reading a 2xx answer (a MalformedAnswer, or a
+        TypeError/OverflowError/RecursionError from a body it did not expect): one classified
+        error for this call, retryable, and an unknown outcome on a create."""
+        detail = str(exc) if isinstance(exc, MalformedAnswer) else type(exc).__name__
+        return self._error(
+            ErrorKind.TRANSIENT, f"malformed {what}: {detail}", outcome_unknown=creates_task,
+            code=MALFORMED,
+        )  # fmt: skip
+
+    async def _read_body(self, response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+        """The body, read streamed up to `limit` bytes; True when it was longer (and cut)."""
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                chunks.append(chunk[: max(0, limit - (size - len(chunk)))])
+                return b"".join(chunks), True
+            chunks.append(chunk)
+        return b"".join(chunks), False
 
     async def _send(self, call: HttpCall, *, creates_task: bool) -> HttpAnswer:
         """One HTTP exchange. On a create call, any failure after the request may have reached the
@@ -187,10 +285,27 @@ class ProviderClient:
                 ErrorKind.AUTHENTICATION,
                 f"no API key: set {self.adapter.spec.env_prefix}_API_KEY",
             )
+        pool = next(self._next_pool)
+        limit = (
+            MAX_INLINE_VIDEO_BYTES if creates_task and self.adapter.synchronous else MAX_JSON_BYTES
+        )
         try:
-            response = await next(self._next_pool).request(
-                call.method, call.path, json=call.json, params=call.params
-            )
+            async with asyncio.timeout(self.config.call_deadline_s):
+                request = pool.build_request(
+                    call.method, call.path, json=call.json, params=call.params
+                )
+                response = await pool.send(request, stream=True)
+                try:
+                    body_limit = limit if response.status_code < 400 else MAX_ERROR_BYTES
+                    body, cut = await self._read_body(response, body_limit)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise self._error(
+                ErrorKind.TRANSIENT,
+                f"no whole answer within {self.config.call_deadline_s:g} s",
+                outcome_unknown=creates_task,
+            ) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise self._error(
                 ErrorKind.TRANSIENT, f"could not connect ({type(exc).__name__})"
@@ -212,21 +327,35 @@ class ProviderClient:
                 f"connection dropped ({type(exc).__name__})",
                 outcome_unknown=creates_task,
             ) from None
-        answer = HttpAnswer(response.status_code, response.headers, response.content)
+        answer = HttpAnswer(response.status_code, response.headers, body)
         if 300 <= response.status_code < 400:
+            location = self._scrub(response.headers.get("location", "?"))[:200]
             raise ProviderError(
                 ErrorKind.INVALID_REQUEST,
-                f"unexpected redirect to {response.headers.get('location', '?')} (not followed: "
+                f"unexpected redirect to {location} (not followed: "
                 "the API key is only sent to the provider's own host)",
                 provider=self.adapter.name,
                 http_status=response.status_code,
             )
         if response.status_code >= 400:
-            error = self.adapter.classify_error(answer)
+            try:
+                error = self.adapter.classify_error(answer)
+            except Exception as exc:  # a body no adapter expected: classify by status alone
+                error = self._error(
+                    ErrorKind.TRANSIENT if response.status_code >= 500 else ErrorKind.INVALID_REQUEST,
+                    f"HTTP {response.status_code} with an unreadable body ({type(exc).__name__})",
+                )  # fmt: skip
+                error.http_status = response.status_code
+            error = self._scrubbed(error)
             error.retry_after_s = retry_after_seconds(response.headers.get("retry-after"))
             # A 5xx on create may hide a task that was made: treat it as unknown.
             error.outcome_unknown = creates_task and response.status_code >= 500
             raise error
+        if cut:
+            raise self._malformed(
+                "answer", MalformedAnswer(f"body over the {limit} byte limit"),
+                creates_task=creates_task,
+            )  # fmt: skip
         return answer
 
     async def _retrying(
@@ -272,8 +401,20 @@ class ProviderClient:
             log.exception("%s: concurrency hook failed (ignored)", self.adapter.name)
 
     async def submit(self, request: GenerationRequest) -> TaskState:
-        """Create a task (or, for a synchronous provider, the finished video)."""
-        return await self._retrying(lambda: self._submit_once(request), creates_task=True)
+        """Create a task (or, for a synchronous provider, the finished video), within
+        `submit_deadline_s` in all: past it, the outcome is unknown."""
+        started = time.time()
+        try:
+            async with asyncio.timeout(self.config.submit_deadline_s):
+                return await self._retrying(lambda: self._submit_once(request), creates_task=True)
+        except TimeoutError:
+            error = self._error(
+                ErrorKind.TRANSIENT,
+                f"the create call did not end within {self.config.submit_deadline_s:g} s",
+                outcome_unknown=True,
+            )
+            error.sent_at = started
+            raise error from None
 
     async def _submit_once(self, request: GenerationRequest) -> TaskState:
         call = self.adapter.build_submit(request)
@@ -284,11 +425,12 @@ class ProviderClient:
             error.sent_at = sent_at  # lets reconciliation look for the task at the right time
             raise
         try:
-            return self.adapter.parse_submit(answer)
-        except MalformedAnswer as exc:
-            garbled = self._error(
-                ErrorKind.TRANSIENT, f"malformed submit answer: {exc}", outcome_unknown=True
-            )
+            state = self.adapter.parse_submit(answer)
+            if not self.adapter.synchronous:
+                safe_task_id(state.task_id)
+            return state
+        except Exception as exc:
+            garbled = self._malformed("submit answer", exc, creates_task=True)
             garbled.sent_at = sent_at
             raise garbled from None
 
@@ -297,11 +439,31 @@ class ProviderClient:
         return await self._retrying(lambda: self._poll_once(task_id), creates_task=False)
 
     async def _poll_once(self, task_id: str) -> TaskState:
+        try:
+            safe_task_id(task_id)  # it goes into a URL that carries our key
+        except MalformedAnswer as exc:
+            raise self._malformed("task id", exc, creates_task=False) from None
         answer = await self._send(self.adapter.build_poll(task_id), creates_task=False)
         try:
-            return self.adapter.parse_poll(answer)
-        except MalformedAnswer as exc:
-            raise self._error(ErrorKind.TRANSIENT, f"malformed task answer: {exc}") from None
+            return self._checked(self.adapter.parse_poll(answer))
+        except Exception as exc:
+            raise self._malformed("task answer", exc, creates_task=False) from None
+
+    def _checked(self, state: TaskState) -> TaskState:
+        """A parsed state fit to store and log: plain URLs, a scrubbed error message."""
+        error = state.error
+        if error is not None:
+            error = replace(
+                error,
+                message=self._scrub(str(error.message)),
+                code=self._scrub(str(error.code))[:100] if error.code else None,
+            )
+        return replace(
+            state,
+            video_url=safe_url(state.video_url),
+            last_frame_url=safe_url(state.last_frame_url),
+            error=error,
+        )
 
     async def list_tasks(self, page_num: int = 1, page_size: int = 100) -> list[TaskState] | None:
         """Recent tasks, newest first; None where the provider cannot list them."""
@@ -310,12 +472,17 @@ class ProviderClient:
             return None
         answer = await self._send(call, creates_task=False)
         try:
-            return self.adapter.parse_list(answer)
-        except MalformedAnswer as exc:
-            raise self._error(ErrorKind.TRANSIENT, f"malformed task list: {exc}") from None
+            tasks = self.adapter.parse_list(answer)
+        except Exception as exc:
+            raise self._malformed("task list", exc, creates_task=False) from None
+        return [task for task in tasks if is_safe_task_id(task.task_id)]  # others are never adopted
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a queued task where the provider allows it; False where it has no cancel call."""
+        try:
+            safe_task_id(task_id)
+        except MalformedAnswer as exc:
+            raise self._malformed("task id", exc, creates_task=False) from None
         call = self.adapter.build_cancel(task_id)
         if call is None:
             return False

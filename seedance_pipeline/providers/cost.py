@@ -15,6 +15,9 @@ from seedance_pipeline.providers.models import (
 )
 
 FPS = 24
+# A reported usage above this many times the documented formula's is not believed: no option
+# makes a video cost ten times its documented size (draft and flex only make it cheaper).
+ABSURD_FACTOR = 10.0
 
 
 def video_tokens(width: int, height: int, fps: int, duration_s: int) -> int:
@@ -103,20 +106,44 @@ def actual_cost_usd(
         )
     model = spec.model(request.model)
     price = spec.prices[request.model]
-    if state.tokens is not None and price.billing == "tokens":
-        return CostEstimate(
-            usd=usd_for_tokens(price, model, request, state.tokens),
-            tokens=state.tokens,
-            basis="provider-reported tokens",
-        )
-    if state.credits is not None and price.usd_per_credit is not None:
-        estimate = estimate_cost_usd(spec, request, image_size)
-        return CostEstimate(
-            usd=state.credits * price.usd_per_credit,
-            tokens=estimate.tokens,
-            basis=f"provider-reported credits ({state.credits})",
-        )
     estimate = estimate_cost_usd(spec, request, image_size)
+    anomaly = state.usage_anomaly
+    if anomaly is not None:
+        pass  # reported, but unreadable: the formula, and the anomaly on the row
+    elif state.tokens is not None and price.billing == "tokens":
+        usd = usd_for_tokens(price, model, request, state.tokens)
+        anomaly = _untrusted("tokens", state.tokens, usd, estimate.usd)
+        if anomaly is None:
+            return CostEstimate(usd=usd, tokens=state.tokens, basis="provider-reported tokens")
+    elif state.credits is not None and price.usd_per_credit is not None:
+        usd = state.credits * price.usd_per_credit
+        anomaly = _untrusted("credits", state.credits, usd, estimate.usd)
+        if anomaly is None:
+            return CostEstimate(
+                usd=usd,
+                tokens=estimate.tokens,
+                basis=f"provider-reported credits ({state.credits})",
+            )
     return CostEstimate(
-        usd=estimate.usd, tokens=estimate.tokens, basis=f"formula: {estimate.basis}"
+        usd=estimate.usd,
+        tokens=estimate.tokens,
+        basis=f"formula: {estimate.basis}",
+        anomaly=anomaly,
     )
+
+
+def _untrusted(what: str, reported: float, usd: float, formula_usd: float) -> str | None:
+    """Why a reported usage is not believed (negative, not a number, absurdly large), or None. An
+    untrusted usage is replaced by the formula, so a provider's bug can neither lift a spend cap
+    (a negative cost) nor blow it (10**30 tokens)."""
+    if usd != usd or reported != reported:
+        return f"reported {what} is not a number"
+    if reported < 0 or usd < 0:
+        return f"reported {what} {reported} is negative"
+    if usd > max(formula_usd, 0.01) * ABSURD_FACTOR:
+        shown = f"{reported:.3g}" if isinstance(reported, float) or reported > 10**12 else reported
+        return (
+            f"reported {what} {shown} cost ${usd:.4g}, over {ABSURD_FACTOR:g}x the documented "
+            f"formula's ${formula_usd:.4f}"
+        )
+    return None

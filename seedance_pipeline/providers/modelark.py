@@ -7,7 +7,9 @@ ignored). `GET .../{id}` reports usage in tokens; `DELETE .../{id}` cancels a qu
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+from urllib.parse import quote
 
 from seedance_pipeline.providers.base import (
     HttpAnswer,
@@ -29,8 +31,10 @@ from seedance_pipeline.providers.models import (
     TaskState,
     TaskStatus,
 )
+from seedance_pipeline.providers.parsing import reported_usage
 
 PATH = "/contents/generations/tasks"
+log = logging.getLogger(__name__)
 
 STATUSES = {s.value: s for s in TaskStatus}  # the API's words are ours
 
@@ -141,10 +145,10 @@ class ModelArkAdapter(ProviderAdapter):
         return TaskState(task_id=task_id, status=TaskStatus.QUEUED, raw=body)
 
     def build_poll(self, task_id: str) -> HttpCall:
-        return HttpCall("GET", f"{PATH}/{task_id}")
+        return HttpCall("GET", f"{PATH}/{quote(task_id, safe='')}")  # `../admin` stays one segment
 
     def build_cancel(self, task_id: str) -> HttpCall:
-        return HttpCall("DELETE", f"{PATH}/{task_id}")
+        return HttpCall("DELETE", f"{PATH}/{quote(task_id, safe='')}")
 
     def build_list(self, page_num: int, page_size: int) -> HttpCall:
         return HttpCall(
@@ -154,7 +158,16 @@ class ModelArkAdapter(ProviderAdapter):
     def parse_list(self, answer: HttpAnswer) -> list[TaskState]:
         body = require_dict(self.body_json(answer), "task list")
         items = body.get("items") or []
-        return [self._task_state(require_dict(item, "task")) for item in items]
+        if not isinstance(items, list):
+            raise MalformedAnswer("task list items is not a list")
+        tasks = []
+        for item in items:
+            try:  # one unreadable item must not hide the others from reconciliation
+                tasks.append(self._task_state(require_dict(item, "task")))
+            except (MalformedAnswer, TypeError, ValueError, OverflowError) as exc:
+                log.warning("%s: skipped an unreadable task list item (%s)", self.name,
+                            type(exc).__name__)  # fmt: skip
+        return tasks
 
     def parse_poll(self, answer: HttpAnswer) -> TaskState:
         return self._task_state(require_dict(self.body_json(answer), "task"))
@@ -177,13 +190,18 @@ class ModelArkAdapter(ProviderAdapter):
             error = TaskError(failure_kind(code, message), code, message)
         elif status is TaskStatus.EXPIRED:
             error = TaskError(ErrorKind.TASK_EXPIRED, None, "task passed execution_expires_after")
+        # Judged by the cost: negative, NaN or absurd usage falls back to the formula.
+        tokens, tokens_anomaly = reported_usage(
+            (usage or {}).get("completion_tokens"), "completion_tokens"
+        )
         return TaskState(
             task_id=body.get("id"),
             status=status,
             video_url=url,
             last_frame_url=(content or {}).get("last_frame_url") or None,
             seed_used=as_int(body.get("seed")),
-            tokens=as_int((usage or {}).get("completion_tokens")),
+            tokens=tokens,
+            usage_anomaly=tokens_anomaly,
             duration_s=as_float(body.get("duration")),
             fps=as_int(body.get("framespersecond") or body.get("fps")),
             resolution=body.get("resolution"),

@@ -63,6 +63,8 @@ class ErrorKind(enum.StrEnum):
     OUTCOME_UNKNOWN = "outcome_unknown"  # a create call whose answer never came
     OUTCOME_UNKNOWN_UNDECIDED = "outcome_unknown_undecided"  # reconciliation could not tell
     BUDGET_STOP = "budget_stop"  # cancelled to bring the day's spend back under its cap
+    MALFORMED_ANSWERS = "malformed_answers"  # the provider kept answering what we cannot read
+    TOO_LONG_IN_FLIGHT = "too_long_in_flight"  # past the provider's documented task lifetime
 
     @property
     def retryable(self) -> bool:
@@ -126,6 +128,7 @@ class TaskState:
     seed_used: int | None = None
     tokens: int | None = None  # billed tokens, where the provider reports them
     credits: int | None = None  # billed credits, where the provider reports them (AI/ML API)
+    usage_anomaly: str | None = None  # a usage the provider reported that could not be read
     duration_s: float | None = None
     fps: int | None = None
     resolution: str | None = None
@@ -164,3 +167,4 @@ class CostEstimate:
     usd: float
     tokens: int | None  # None where billing is per generation
     basis: str  # how it was computed, for metadata and the ledger
+    anomaly: str | None = None  # a reported usage that was not trusted, and why

@@ -95,6 +95,7 @@ class Move(enum.Enum):
     TASK_ENDED = ((_S.IN_FLIGHT, _S.FETCHING), (_S.FAILED, _S.EXPIRED, _S.CANCELLED), "task ended")
     NOT_FOUND = ((_S.IN_FLIGHT,), (_S.UNKNOWN,), "task not found at the provider")
     BUDGET_CANCEL = ((_S.IN_FLIGHT,), (_S.CANCELLED,), "budget stop: cancelled while queued")
+    GAVE_UP = ((_S.IN_FLIGHT,), (_S.UNKNOWN,), "given up: it may have run and billed")
     RECONCILED = ((_S.UNKNOWN,), (_S.IN_FLIGHT,), "reconciled: found in the provider's task list")
     RECONCILE_UNDECIDED = ((_S.UNKNOWN,), (_S.UNKNOWN,), "reconciliation could not decide")
     OPERATOR_ADOPT = ((_S.UNKNOWN,), (_S.IN_FLIGHT,), "operator: adopted task")

@@ -70,6 +70,12 @@ requests_table = sa.Table(
     sa.Column("sandbox", sa.Boolean),
     sa.Column("run_id", sa.Text),  # the Dagster run (or headless run) that submitted it
     sa.Column("polled_at", sa.Float, nullable=False, default=0.0),
+    # When the create call of a request in `submitting` can no longer be running (its client's
+    # whole deadline, retries included): after it, a process that died mid-call is known dead.
+    sa.Column("call_deadline_at", sa.Float),
+    sa.Column("malformed_polls", sa.Integer),  # answers in a row we could not read
+    sa.Column("fetch_attempts", sa.Integer),  # failed attempts to keep the video
+    sa.Column("cost_anomaly", sa.Text),  # a reported usage not trusted (the formula was used)
     sa.Column("updated_at", sa.Float, nullable=False),
     # Earlier attempts of this request (retries), archived in `attempts`: how many, what they cost.
     sa.Column("attempts_before", sa.Integer),

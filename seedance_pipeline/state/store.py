@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -98,6 +99,10 @@ class RequestRecord:
     sandbox: bool | None = None
     run_id: str | None = None
     polled_at: float = 0.0
+    call_deadline_at: float | None = None
+    malformed_polls: int | None = None
+    fetch_attempts: int | None = None
+    cost_anomaly: str | None = None
     updated_at: float = field(default_factory=time.time)
     attempts_before: int = 0  # earlier attempts (retries), archived in `attempts`
     cost_usd_before: float = 0.0  # what they cost
@@ -135,6 +140,27 @@ _ATTEMPT_OUTCOME = ("task_id", "error_kind", "error_message", "seed_used", "toke
 _R = requests_table.c
 _STATUS = sa.select(_R.status).where(_R.request_id == sa.bindparam("request_id"))
 _ADD_TRANSITION = sa.insert(transitions_table)
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+_COUNTERS = ("malformed_polls", "fetch_attempts")
+
+
+def _storable(name: str, value: Any) -> Any:
+    """A value as every backend stores it alike: a cost is never negative or NaN (a provider's bug
+    must not lift a spend cap), whole numbers fit a BIGINT (SQLite overflows past it), and text
+    holds no NUL (PostgreSQL refuses it, SQLite keeps it)."""
+    if name in ("cost_usd", "cost_usd_estimated") and isinstance(value, float | int):
+        if not math.isfinite(value) or value < 0:
+            log.warning("a cost of %r was stored as 0 (never negative, never NaN)", value)
+            return 0.0
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not _INT64[0] <= value <= _INT64[1]:
+            log.warning("%s=%.3g does not fit a BIGINT; stored as unknown", name, value)
+            return None
+    elif isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\\x00")
+    return value
 
 
 @functools.cache
@@ -310,6 +336,7 @@ class StateStore:
             if current not in expected:
                 return False
         values = {"status": to, "updated_at": now, **values}
+        values = {name: _storable(name, value) for name, value in values.items()}
         result = conn.execute(
             _compare_and_set(tuple(sorted(values))),
             {"key_id": request_id, "key_status": current}
@@ -382,18 +409,22 @@ class StateStore:
         sandbox: bool,
         caps: Sequence[SpendCap] = (),
         run_id: str | None = None,
+        call_deadline_s: float | None = None,
     ) -> str | None:
         """Reserve a slot and budget for one submission: `pending → submitting`, written before the
-        provider is called. Returns None on success, else why the request must wait."""
+        provider is called, with the time by which the call will have ended (`call_deadline_s`
+        from now). Returns None on success, else why the request must wait."""
         with self._tx() as conn:
             wait = claims.why_wait(conn, provider, max_in_flight, reservation_usd, caps)
             if wait is not None:
                 return wait
+            now = time.time()
             moved = self._move(
                 conn,
                 request_id,
                 Move.CLAIM,
-                submitted_at=time.time(),
+                submitted_at=now,
+                call_deadline_at=None if call_deadline_s is None else now + call_deadline_s,
                 sandbox=sandbox,
                 error_message=None,
                 run_id=run_id,
@@ -596,14 +627,45 @@ class StateStore:
             )
             return [(a, b, d) for a, b, d in rows]
 
-    def flag_stale_submissions(self, older_than_s: float) -> list[str]:
+    def count_attempt(self, request_id: str, counter: str) -> int:
+        """Add one to a request's counter (`malformed_polls`, `fetch_attempts`); its new value."""
+        assert counter in _COUNTERS, counter
+        column = requests_table.c[counter]
+        with self._tx() as conn:
+            conn.execute(
+                sa.update(requests_table)
+                .where(requests_table.c.request_id == request_id)
+                .values({counter: sa.func.coalesce(column, 0) + 1})
+            )
+            value = conn.execute(
+                sa.select(column).where(requests_table.c.request_id == request_id)
+            ).scalar_one_or_none()
+        return int(value or 0)
+
+    def reset_counter(self, request_id: str, counter: str) -> None:
+        assert counter in _COUNTERS, counter
+        with self._tx() as conn:
+            conn.execute(
+                sa.update(requests_table)
+                .where(requests_table.c.request_id == request_id)
+                .values({counter: None})
+            )
+
+    def flag_stale_submissions(self, older_than_s: float, now: float | None = None) -> list[str]:
         """Requests left in `submitting` by a process that died mid-call: their outcome is unknown.
-        They are flagged, never resubmitted (the provider may have made and billed the task)."""
-        cutoff = time.time() - older_than_s
+        They are flagged, never resubmitted (the provider may have made and billed the task).
+
+        A submission is in doubt only while its call may still be running: once the call's own
+        deadline, recorded with the claim, has passed, it is flagged (a rerun right after a
+        kill -9 settles it in minutes). `older_than_s` is an upper bound (and the only rule for
+        claims written without a deadline by older versions)."""
+        now = time.time() if now is None else now
+        cutoff = now - older_than_s
         stale = [
             r.request_id
             for r in self.records(statuses=[RequestStatus.SUBMITTING])
-            if (r.submitted_at or 0) < cutoff
+            if (r.call_deadline_at is not None and r.call_deadline_at < now)
+            or (r.submitted_at or 0) < cutoff
         ]
         flagged = []
         for request_id in stale:

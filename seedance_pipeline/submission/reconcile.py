@@ -80,7 +80,7 @@ async def reconcile_unknown(store: StateStore, client: ProviderClient) -> Reconc
     unknown = [
         r
         for r in store.records(provider=provider, statuses=[RequestStatus.UNKNOWN])
-        if r.submitted_at
+        if r.submitted_at and not r.task_id  # a task given up on is no create in doubt
     ]
     if not unknown or client.adapter.build_list(1, 1) is None:
         return report

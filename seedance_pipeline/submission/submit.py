@@ -24,6 +24,9 @@ from seedance_pipeline.storage.videos import VideoLost, keep_bytes
 
 log = logging.getLogger(__name__)
 
+# Between the claim and the call, and our clock against a slow write: added to the call's deadline.
+CLAIM_MARGIN_S = 30.0
+
 # Refusals that concern the account, not the request: stop submitting to that provider and retry later.
 STOP_KINDS = (
     ErrorKind.AUTHENTICATION,
@@ -129,7 +132,8 @@ async def submit_pending(
                 return
             caps = settings.spend_caps(record.batch, run_id, day_start)
             reason = store.claim(record.request_id, provider, limit, record.cost_usd_estimated,
-                                 sandbox=client.config.sandbox, caps=caps, run_id=run_id)  # fmt: skip
+                                 sandbox=client.config.sandbox, caps=caps, run_id=run_id,
+                                 call_deadline_s=client.config.submit_deadline_s + CLAIM_MARGIN_S)  # fmt: skip
             if reason is not None:
                 if reason != NO_LONGER_PENDING:
                     refused.append(reason)
@@ -139,6 +143,17 @@ async def submit_pending(
                 state = await client.submit(request)
             except ProviderError as error:
                 _record_refusal(store, record, error, report)
+                return
+            except (
+                Exception
+            ) as exc:  # never leave a claimed row in `submitting`: it may have billed
+                log.warning("request %s: create call failed unexpectedly", record.request_id,
+                            exc_info=True)  # fmt: skip
+                unexpected = ProviderError(
+                    ErrorKind.TRANSIENT, f"unexpected {type(exc).__name__} in the create call",
+                    provider=provider, outcome_unknown=True,
+                )  # fmt: skip
+                _record_refusal(store, record, unexpected, report)
                 return
             report.submitted += 1
             if state.video_bytes is not None:  # synchronous provider: the video itself
