@@ -133,7 +133,9 @@ _UPDATABLE = {c.name for c in requests_table.columns} - {"request_id", "request_
 _ATTEMPT_OUTCOME = ("task_id", "error_kind", "error_message", "seed_used", "tokens", "cost_usd",
                     "video_url", "video_uri", "last_frame_uri", "video_sha256", "video_bytes",
                     "video_width", "video_height", "video_fps", "video_duration_s", "submitted_at",
-                    "sent_at", "completed_at", "sandbox", "run_id")  # fmt: skip
+                    "sent_at", "completed_at", "sandbox", "run_id", "call_deadline_at",
+                    "malformed_polls", "fetch_attempts", "cost_anomaly",
+                    *(c.name for c in requests_table.c if c.name.startswith("qc_")))  # fmt: skip
 
 # Statements run once or twice per submission are built once, with bound parameters: building a
 # statement in SQLAlchemy costs as much as running it on SQLite (BENCHMARKS.md, submission).

@@ -6,9 +6,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 from seedance_pipeline.state.claims import start_of_utc_day
 from seedance_pipeline.state.lifecycle import Move, RequestStatus
+from seedance_pipeline.state.schema import requests_table
 from seedance_pipeline.state.store import RequestRecord, StateStore
 from seedance_pipeline_tests.state.stored import insert_as_is
 
@@ -65,3 +67,23 @@ def test_a_new_attempt_may_carry_a_new_seed_and_never_starts_from_unknown_or_suc
     for request_id in ("r2", "r3"):
         assert not store.new_attempt(request_id, Move.RETRY)
         assert store.attempts(request_id) == []
+
+
+def test_a_new_attempt_starts_with_no_verdict_deadline_or_counters_of_the_last(
+    store: StateStore,
+) -> None:
+    """What the last attempt measured or counted (QC verdict, unreadable polls, download tries,
+    its call's deadline, a cost anomaly) belongs to it, not to the new one."""
+    last = ended("r1", S.FAILED, cost=0.05)
+    insert_as_is(store, [last])
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(requests_table).values(
+            qc_status="fail", qc_reasons="black", malformed_polls=3, fetch_attempts=2,
+            call_deadline_at=time.time(), cost_anomaly="negative usage"))  # fmt: skip
+    assert store.new_attempt("r1", Move.RETRY)
+    record = store.get("r1")
+    assert record is not None
+    assert (record.qc_status, record.qc_reasons, record.cost_anomaly) == (None, None, None)
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(requests_table)).one()
+    assert (row.malformed_polls, row.fetch_attempts, row.call_deadline_at) == (None, None, None)
