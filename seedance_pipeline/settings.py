@@ -29,6 +29,9 @@ _CHECKOUT = Path(__file__).resolve().parents[1]
 # whatever the working directory, as `dagster dev` runs and ticks need); installed from a wheel,
 # `data/` in the working directory.
 DEFAULT_DATA = _CHECKOUT / "data" if (_CHECKOUT / "pyproject.toml").is_file() else Path("data")
+# `seedance-pipeline dev`'s DAGSTER_HOME when none is set: beside the data, ignored by git, so
+# Dagster's runs and sensor cursors survive a restart.
+DEFAULT_DAGSTER_HOME = DEFAULT_DATA.parent / ".dagster_home"
 
 # The non-secret environment variables that move a setting (`dagster dev`, runs, sensors and the
 # headless command all read them). The state URL may carry a password: it is read when the store
