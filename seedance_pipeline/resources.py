@@ -75,6 +75,7 @@ class SeedanceResource(dg.ConfigurableResource):
             if getattr(self, f"default_{name}") is not None
         }
         return settings_from(
+            stored_caps=True,  # caps set from the UI apply at once, to runs, sensors and schedules
             data_dir=self.data_dir,
             catalog=self.catalog,
             state_url=self.state_url,

@@ -96,8 +96,8 @@ def batch_ledger(
             "rows": len(written),
             "by_status": dg.MetadataValue.json(dict(statuses)),
             **{f"status_{s}": int(n) for s, n in statuses.items()},
-            "cost_usd": total,
-            "cost_usd_estimated": float(written["cost_usd_estimated"].fillna(0).sum()),
+            "cost_usd": round(total, 4),  # dollars to the hundredth of a cent; the ledger keeps all
+            "cost_usd_estimated": round(float(written["cost_usd_estimated"].fillna(0).sum()), 4),
             "providers": dg.MetadataValue.table(
                 [dg.TableRecord(vars(p)) for p in provider_summaries(written)], PROVIDERS_SCHEMA
             ),
@@ -106,6 +106,7 @@ def batch_ledger(
             ),
             "sandbox_rows": sandbox_rows,
             **settings.budget_metadata(settings.store(), context.partition_key),
+            "budget_caps": dg.MetadataValue.text(settings.caps_shown()),  # and where each came from
             "SANDBOX": dg.MetadataValue.text(
                 "yes: rows from the local emulator" if sandbox_rows else "no"
             ),

@@ -65,7 +65,9 @@ def test_a_restart_keeps_the_runs_and_a_current_ledger_is_not_launched_again(
     home = tmp_path / "home"
     main(["dev", "--home", str(home), "--prepare-only"])
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        p = Pipeline(pipeline.resource, pipeline.defs, instance, pipeline.emulator, pipeline.catalog)
+        p = Pipeline(
+            pipeline.resource, pipeline.defs, instance, pipeline.emulator, pipeline.catalog
+        )
         p.run("catalog_job")
         drive(p)
         first = p.sensor()  # what the daemon would launch: each finished batch's ledger, by run key
@@ -85,7 +87,9 @@ def test_a_restart_keeps_the_runs_and_a_current_ledger_is_not_launched_again(
         kept = {r.tags.get(RUN_KEY) for r in restarted.get_runs()}
         assert asked <= kept
         assert sorted(restarted.get_dynamic_partitions("batches")) == ["alpha", "beta"]
-        p = Pipeline(pipeline.resource, pipeline.defs, restarted, pipeline.emulator, pipeline.catalog)
+        p = Pipeline(
+            pipeline.resource, pipeline.defs, restarted, pipeline.emulator, pipeline.catalog
+        )
         again = p.sensor()
         assert isinstance(again, dg.SensorResult)
         assert {r.run_key for r in again.run_requests or []} <= kept
