@@ -4,12 +4,12 @@ from collections import Counter
 
 import dagster as dg
 
-from seedance_pipeline.jobs import LEDGER_ASSET, SUBMISSION_ASSETS
+from seedance_pipeline.jobs import LEDGER_ASSET, OWNERS, SUBMISSION_ASSETS
 from seedance_pipeline.ledger.checks import CHECK_DESCRIPTIONS, ledger_checks
 from seedance_pipeline.ledger.rows import COLUMNS, read_partition
 from seedance_pipeline.ledger.summary import failures_by_kind, provider_summaries
 from seedance_pipeline.ledger.write import secret_values, write_batch_ledger
-from seedance_pipeline.metadata import link
+from seedance_pipeline.metadata import link, tag_run
 from seedance_pipeline.partitions import batches
 from seedance_pipeline.resources import SeedanceResource
 
@@ -49,6 +49,8 @@ FAILURES_SCHEMA = dg.TableSchema(
     check_specs=CHECKS,
     kinds={"parquet"},
     tags={"seedance/stage": "ledger"},
+    group_name="ledger",
+    owners=OWNERS,
     description=(
         "The batch's partition of the Parquet ledger at `<ledger>/batch=<batch>/` (`<data dir>/ledger` or "
         "`ledger_url`, e.g. on S3): one row "
@@ -64,10 +66,15 @@ def batch_ledger(
     context: dg.AssetExecutionContext, seedance: SeedanceResource
 ) -> dg.MaterializeResult:
     settings = seedance.settings()
+    tag_run(context)
     ledger = write_batch_ledger(settings, context.partition_key)
     written = read_partition(ledger.path).to_pandas()  # read back what readers will see
     statuses = Counter(written["status"])
     total = ledger.cost_usd
+    context.log.info(
+        f"wrote {len(written)} rows of {context.partition_key} to {ledger.path} "
+        f"({', '.join(f'{s} {n}' for s, n in sorted(statuses.items()))}); cost ${total:.4f}"
+    )
     sandbox_rows = int(written["sandbox"].fillna(False).sum())
     if sandbox_rows:
         context.log.warning(
