@@ -98,5 +98,11 @@ def test_the_ledger_and_report_runs_say_what_they_did_and_show_the_sheet_at_full
 
 
 def test_every_resource_field_says_what_it_is_for() -> None:
+    """Every job's launchpad shows the whole resource: each field says which job reads it."""
     fields = SeedanceResource.model_fields
     assert fields and all(field.description for field in fields.values())
+    catalog_only = [name for name in fields if name.startswith("default_")]
+    assert catalog_only and all(
+        (fields[name].description or "").startswith("catalog_job only") for name in catalog_only
+    )
+    assert "set_budget_job" in (fields["daily_budget_usd"].description or "")
