@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import seedance_pipeline
 from seedance_pipeline.emulator import EmulatorConfig, serve
 from seedance_pipeline.providers.facts import load_facts
-from seedance_pipeline.settings import ENV, PipelineSettings, cap_argument, settings_from
+from seedance_pipeline.settings import (
+    DEFAULT_DAGSTER_HOME,
+    ENV,
+    PipelineSettings,
+    cap_argument,
+    settings_from,
+)
 
 DEFAULTS = PipelineSettings()
+INSTANCE_CONFIG = Path(__file__).with_name("dagster.yaml")  # one machine's pools and run queue
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -83,6 +92,34 @@ def _retry(args: argparse.Namespace) -> int:
         return 1
     print("\n".join([*report.lines(), *summary.lines()]))
     return 0
+
+
+def prepare_dagster_home(home: Path) -> Path:
+    """Make `home` a Dagster home: the shipped `dagster.yaml` (pools, run queue) is copied in when
+    the home has none; one already there is the user's and is kept. Returns its absolute path."""
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
+    return home
+
+
+def _dev(args: argparse.Namespace, extra: list[str]) -> int:
+    home = prepare_dagster_home(
+        Path(args.home or os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME)
+    )
+    print(
+        f"seedance-pipeline dev: DAGSTER_HOME={home} (runs, backfills and sensor cursors are kept there)"
+    )
+    if args.prepare_only:
+        return 0
+    workspace = Path(seedance_pipeline.__file__).resolve().parents[1] / "workspace.yaml"
+    target = (
+        ["-w", str(workspace)] if workspace.is_file() else ["-m", "seedance_pipeline.definitions"]
+    )
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    os.execve(dagster, [dagster, "dev", *target, *extra], {**os.environ, "DAGSTER_HOME": str(home)})
+    return 0  # not reached: the process is now `dagster dev`
 
 
 def _resolve_unknown(args: argparse.Namespace) -> int:
@@ -252,6 +289,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "pass, warn, fail (default pass)")  # fmt: skip
     export.set_defaults(func=_export)
 
+    dev = commands.add_parser(
+        "dev",
+        help="start `dagster dev` on a Dagster home that persists",
+        description="Starts `dagster dev` (extra arguments go to it, e.g. -p 3001) with DAGSTER_HOME "
+        f"set to --home, else $DAGSTER_HOME, else {DEFAULT_DAGSTER_HOME} (ignored by git), after "
+        "copying the shipped dagster.yaml (pool limits seedance_<provider>, run queue for one "
+        "machine) there if the home has none. Runs, backfills and sensor cursors survive restarts.",
+    )
+    dev.add_argument("--home", help="the Dagster home folder")
+    dev.add_argument("--prepare-only", action="store_true", help="make the home, do not start")
+
     emulator = commands.add_parser(
         "emulator",
         help="serve a local emulator of every provider API (loopback only)",
@@ -299,7 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:  # its own options: see `seedance-pipeline bench --help`
         return _bench(argv[1:])
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if args.command == "dev":
+        return _dev(args, extra)
+    if extra:
+        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args))
 
 

@@ -14,7 +14,7 @@ from seedance_pipeline.polling.sensors import task_sensor
 from seedance_pipeline.reports.assets import batch_report
 from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.submission.assets import submission_assets
-from seedance_pipeline.submission.jobs import retry_job
+from seedance_pipeline.submission.jobs import retry_job, set_budget_job
 from seedance_pipeline.submission.schedules import daily_outstanding_batches
 
 
@@ -28,7 +28,7 @@ def build_definitions(seedance: SeedanceResource) -> dg.Definitions:
         )
     return dg.Definitions(
         assets=assets,
-        jobs=[catalog_job, submit_batch_job, ledger_job, retry_job],
+        jobs=[catalog_job, submit_batch_job, ledger_job, retry_job, set_budget_job],
         sensors=[catalog_sensor, task_sensor],
         schedules=[daily_outstanding_batches],
         resources={"seedance": seedance},

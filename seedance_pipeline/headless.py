@@ -4,13 +4,14 @@ of the catalog is terminal. Useful for CI jobs, notebooks and machines without a
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import dagster as dg
 from tqdm import tqdm
@@ -101,6 +102,65 @@ def _absolute(location: str | None) -> str | None:
     return str(Path(location).resolve()) if location and "://" not in location else location
 
 
+PLAIN_PROGRESS_EVERY_S = 10.0  # without a terminal: one progress line this often, not a redraw
+
+
+class Progress:
+    """What the command shows while it works, on stderr. On a terminal: one bar, updated in place,
+    with each message printed once above it. Otherwise (CI logs, pipes): a plain line when the
+    count changed, at most every PLAIN_PROGRESS_EVERY_S seconds, and each message once."""
+
+    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.total, self.enabled = total, enabled
+        self.tty = enabled and self.stream.isatty()
+        self.bar = tqdm(total=total, desc="requests done", unit="req", file=self.stream,
+                        dynamic_ncols=True) if self.tty else None  # fmt: skip
+        self.started = time.monotonic()
+        self.shown: tuple[int, float] | None = None  # (count, when) of the last plain line
+        self.said: set[str] = set()
+        self.handler = _ToProgress(self)
+        logging.getLogger().addHandler(self.handler)
+
+    def update(self, done: int) -> None:
+        if self.bar is not None:
+            self.bar.n = done
+            self.bar.refresh()
+            return
+        now = time.monotonic()
+        if not self.enabled or (self.shown and (self.shown[0] == done or (
+                now - self.shown[1] < PLAIN_PROGRESS_EVERY_S and done < self.total))):  # fmt: skip
+            return
+        self.shown = (done, now)
+        self.note(f"requests done: {done}/{self.total} after {now - self.started:.0f} s")
+
+    def note(self, message: str) -> None:
+        """A line above the bar; a message already said (each run repeats its warnings) is not."""
+        if message in self.said and not message.startswith("requests done"):
+            return
+        self.said.add(message)
+        if self.bar is not None:
+            self.bar.write(message, file=self.stream)
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        logging.getLogger().removeHandler(self.handler)
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _ToProgress(logging.Handler):
+    """The package's warnings (SANDBOX, retries) go through the progress display, once each."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(logging.WARNING)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.note(record.getMessage())
+
+
 def run_headless(
     catalog: str | None = None,
     data_dir: str | None = None,
@@ -152,7 +212,8 @@ def run_headless(
             partition_key=partition_key,
             resources=resources,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            # A run's warnings (SANDBOX, budget stops) are in the summary or the stop message.
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
         )
         if not result.success:
             errors = [e.message for e in result.all_events if e.is_failure]
@@ -174,7 +235,7 @@ def run_headless(
     sensor = defs.resolve_sensor_def("task_sensor")
     seen_run_keys: set[str] = set()
     started = time.monotonic()
-    bar = tqdm(total=total, desc="requests done", unit="req", disable=not progress)
+    bar = Progress(total, progress)
     idle_ticks = 0
     cursor: str | None = None  # kept between ticks, as the daemon does, so tick summaries are exact
     try:
@@ -182,6 +243,7 @@ def run_headless(
             context = dg.build_sensor_context(
                 instance=instance, resources=resources, definitions=defs, cursor=cursor
             )
+            context.log.setLevel(logging.WARNING)  # its tick summary is for the UI, not a terminal
             result = sensor(context)
             cursor = (
                 result.cursor if isinstance(result, dg.SensorResult) else None
@@ -197,8 +259,7 @@ def run_headless(
                 launched += 1
             counts = store.counts()
             done = sum(n for status, n in counts.items() if status in TERMINAL)
-            bar.n = done
-            bar.refresh()
+            bar.update(done)
             open_count = sum(n for status, n in counts.items() if status in OPEN)
             if open_count == 0 and launched == 0 and not reconciliation_pending(settings):
                 break

@@ -15,6 +15,8 @@ PROVIDERS = provider_names()
 SUBMISSION_ASSETS = [f"{provider}_submissions" for provider in PROVIDERS]
 LEDGER_ASSET = "batch_ledger"
 REPORT_ASSET = "batch_report"
+# Who answers for every asset (shown in the UI's asset pages and catalog); one team owns the flow.
+OWNERS = ["team:seedance-data"]
 
 catalog_job = dg.define_asset_job(
     "catalog_job",

@@ -24,7 +24,8 @@ class SeedanceResource(dg.ConfigurableResource):
         default=None, description=f"state store, ledger, videos; {_env('data_dir')}"
     )
     catalog: str | None = Field(
-        default=None, description=f"CSV or Parquet, path or fsspec URL; {_env('catalog')}"
+        default=None,
+        description=f"catalog_job and the catalog sensor only: CSV or Parquet, path or fsspec URL; {_env('catalog')}",
     )
     state_url: str | None = Field(
         default=None, description=f"SQLAlchemy URL of the state store; {_env('state_url')}"
@@ -36,31 +37,43 @@ class SeedanceResource(dg.ConfigurableResource):
         default=None, description=f"the ledger's folder (fsspec URL); {_env('ledger_url')}"
     )
     default_provider: str | None = Field(
-        default=None, description="provider of rows that name none"
+        default=None,
+        description="catalog_job only: provider of rows that name none (default novita)",
     )
-    default_model: str | None = Field(default=None, description="model of rows that name none")
-    default_batch: str | None = Field(default=None, description="batch of rows that name none")
+    default_model: str | None = Field(
+        default=None,
+        description="catalog_job only: model of rows that name none (default: the provider's first)",
+    )
+    default_batch: str | None = Field(
+        default=None,
+        description="catalog_job only: batch of rows that name none (default `default`)",
+    )
     default_resolution: str | None = Field(
-        default=None, description="resolution of rows that name none"
+        default=None,
+        description="catalog_job only: resolution of rows that name none (default: the model's)",
     )
     default_duration: int | None = Field(
-        default=None, description="duration (s) of rows that name none"
+        default=None,
+        description="catalog_job only: duration (s) of rows that name none (default: the model's)",
     )
     daily_budget_usd: float | None = Field(
-        default=None, description=f"spend cap per UTC day, -1 for none; {_env('daily_budget_usd')}"
+        default=None,
+        description=f"submissions: spend cap per UTC day for this run only, -1 for none; empty: the cap set with set_budget_job, else {_env('daily_budget_usd')}",
     )
     batch_budget_usd: float | None = Field(
-        default=None, description=f"spend cap per batch, -1 for none; {_env('batch_budget_usd')}"
+        default=None,
+        description=f"submissions: spend cap per batch for this run only, -1 for none; empty: the cap set with set_budget_job, else {_env('batch_budget_usd')}",
     )
     run_budget_usd: float | None = Field(
-        default=None, description=f"spend cap per run, -1 for none; {_env('run_budget_usd')}"
+        default=None,
+        description=f"submissions: spend cap of this run, -1 for none; {_env('run_budget_usd')}",
     )
     run_label: str | None = Field(
         default=None,
-        description="scopes the per-run budget instead of the Dagster run id (headless)",
+        description="headless command only: scopes the per-run budget instead of the Dagster run id",
     )
     poll_time_box_s: float | None = Field(
-        default=None, description="seconds one polling pass may take"
+        default=None, description="task sensor only: seconds one polling pass may take (default 40)"
     )
     stale_submission_s: float | None = Field(
         default=None,
@@ -80,6 +93,7 @@ class SeedanceResource(dg.ConfigurableResource):
             if getattr(self, f"default_{name}") is not None
         }
         return settings_from(
+            stored_caps=True,  # caps set from the UI apply at once, to runs, sensors and schedules
             data_dir=self.data_dir,
             catalog=self.catalog,
             state_url=self.state_url,

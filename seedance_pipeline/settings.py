@@ -15,6 +15,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ _CHECKOUT = Path(__file__).resolve().parents[1]
 # whatever the working directory, as `dagster dev` runs and ticks need); installed from a wheel,
 # `data/` in the working directory.
 DEFAULT_DATA = _CHECKOUT / "data" if (_CHECKOUT / "pyproject.toml").is_file() else Path("data")
+# `seedance-pipeline dev`'s DAGSTER_HOME when none is set: beside the data, ignored by git, so
+# Dagster's runs and sensor cursors survive a restart.
+DEFAULT_DAGSTER_HOME = DEFAULT_DATA.parent / ".dagster_home"
 
 # The non-secret environment variables that move a setting (`dagster dev`, runs, sensors and the
 # headless command all read them). The state URL may carry a password: it is read when the store
@@ -52,6 +56,12 @@ ENV = {
 QC_ENV = {f.name: f"SEEDANCE_QC_{f.name.upper()}" for f in dataclasses.fields(QcThresholds)}
 NO_CAP = -1.0  # as a spend cap: none (so is an empty value)
 CAPS = ("daily_budget_usd", "batch_budget_usd", "run_budget_usd")
+# The caps `set_budget_job` stores in the state store; they win over the environment (not over a
+# value given explicitly to a run or command), and every tick reads them again.
+UI_CAPS = ("daily_budget_usd", "batch_budget_usd")
+MONEY_DECIMALS = (
+    4  # dollars in UI metadata: $0.1739, not 0.17387999999999998 (the ledger keeps all)
+)
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,9 @@ class PipelineSettings:
     # Folders local catalog images must be in (after symlinks); None: any path the catalog names.
     # The variable separates folders with the OS path separator (`:` on Linux and macOS).
     image_roots: tuple[str, ...] | None = None
+    # Where each spend cap came from ("set in the UI …", "$SEEDANCE_DAILY_BUDGET_USD", "default"),
+    # for the UI metadata; filled by settings_from.
+    cap_sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_failure_share <= 1.0:
@@ -145,17 +158,29 @@ class PipelineSettings:
         return caps
 
     def budget_metadata(self, store: StateStore, batch: str | None = None) -> dict[str, float]:
-        """Spend so far and budget left, for materialisation metadata and the headless summary."""
+        """Spend so far and budget left, for materialisation metadata (to the hundredth of a cent)."""
         spent = store.spend(start_of_utc_day())
-        values = {"spent_today_usd": round(spent, 6)}
+        values = {"spent_today_usd": round(spent, MONEY_DECIMALS)}
         if self.daily_budget_usd is not None:
             values |= {"daily_budget_usd": self.daily_budget_usd,
-                       "budget_left_today_usd": round(max(0.0, self.daily_budget_usd - spent), 6)}  # fmt: skip
+                       "budget_left_today_usd": round(max(0.0, self.daily_budget_usd - spent), MONEY_DECIMALS)}  # fmt: skip
         if batch is not None and self.batch_budget_usd is not None:
             batch_spent = store.spend(batch=batch)
-            values |= {"batch_spent_usd": round(batch_spent, 6),
-                       "batch_budget_left_usd": round(max(0.0, self.batch_budget_usd - batch_spent), 6)}  # fmt: skip
+            values |= {"batch_spent_usd": round(batch_spent, MONEY_DECIMALS),
+                       "batch_budget_left_usd": round(max(0.0, self.batch_budget_usd - batch_spent), MONEY_DECIMALS)}  # fmt: skip
         return values
+
+    def caps_shown(self) -> str:
+        """`daily $25.0000 (default); batch none (set in the UI …)`: each cap and where it came from."""
+        parts = []
+        for name in UI_CAPS:
+            cap = getattr(self, name)
+            shown = "none" if cap is None else f"${cap:.4f}"
+            source = self.cap_sources.get(name)
+            parts.append(
+                f"{name.removesuffix('_budget_usd')} {shown}" + (f" ({source})" if source else "")
+            )
+        return "; ".join(parts)
 
     def in_flight_limit(self, provider: str) -> int:
         return self.max_in_flight.get(provider, load_facts().providers[provider].max_in_flight)
@@ -207,10 +232,14 @@ def cap_argument(text: str) -> float:
     return NO_CAP if not text.strip() else float(text)
 
 
-def settings_from(env: Mapping[str, str] | None = None, **given: Any) -> PipelineSettings:
+def settings_from(
+    env: Mapping[str, str] | None = None, *, stored_caps: bool = False, **given: Any
+) -> PipelineSettings:
     """The settings of an entry point: each value `given` (None: not given) wins over its
     environment variable, which wins over the default. A cap of -1 means "no cap" whichever way
-    it came, and so does a cap variable that is set but empty; other empty variables are unset."""
+    it came, and so does a cap variable that is set but empty; other empty variables are unset.
+    With `stored_caps`, a daily or batch cap set from the UI (`set_budget_job`, kept in the state
+    store) wins over the environment and the default, not over a value given explicitly."""
     env = os.environ if env is None else env
     known = {f.name for f in dataclasses.fields(PipelineSettings)}
     unknown = set(given) - known
@@ -231,7 +260,25 @@ def settings_from(env: Mapping[str, str] | None = None, **given: Any) -> Pipelin
             values[name] = qc_thresholds_from(env)
         elif raw:
             values[name] = _typed(name, raw)
-    return PipelineSettings(**values)
+    sources = {
+        name: "given to this run" if given.get(name) is not None
+        else f"${ENV[name]}" if env.get(ENV[name]) is not None else "default"
+        for name in CAPS
+    }  # fmt: skip
+    settings = PipelineSettings(**values, cap_sources=sources)
+    if not stored_caps:
+        return settings
+    overrides: dict[str, Any] = {}
+    for name, stored in settings.store().stored_caps().items():
+        if name in UI_CAPS and given.get(name) is None:
+            overrides[name] = stored.cap_usd
+            at = datetime.fromtimestamp(stored.set_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            sources[name] = f"set in the UI {at}" + (
+                f" by run {stored.set_by[:8]}" if stored.set_by else ""
+            )
+    return (
+        dataclasses.replace(settings, **overrides, cap_sources=sources) if overrides else settings
+    )
 
 
 def qc_thresholds_from(env: Mapping[str, str]) -> QcThresholds:

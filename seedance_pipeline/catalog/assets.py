@@ -3,6 +3,8 @@
 import dagster as dg
 
 from seedance_pipeline.catalog.refresh import refresh_catalog, write_rejected_rows
+from seedance_pipeline.jobs import OWNERS
+from seedance_pipeline.metadata import tag_run
 from seedance_pipeline.partitions import batches
 from seedance_pipeline.resources import SeedanceResource
 
@@ -10,6 +12,8 @@ from seedance_pipeline.resources import SeedanceResource
 @dg.asset(
     kinds={"csv", "parquet"},
     tags={"seedance/stage": "catalog"},
+    group_name="catalog",
+    owners=OWNERS,
     description=(
         "Reads the image catalog (CSV or Parquet, local or any fsspec URL), validates every row "
         "against its provider's documented limits, gives each distinct request a stable id (a digest "
@@ -21,12 +25,17 @@ def image_catalog(
     context: dg.AssetExecutionContext, seedance: SeedanceResource
 ) -> dg.MaterializeResult:
     settings = seedance.settings()
+    tag_run(context)
     plan = refresh_catalog(settings)
     new = [b for b in plan.batches if not context.instance.has_dynamic_partition(batches.name, b)]
     if new:
         context.instance.add_dynamic_partitions(batches.name, new)
     for warning in plan.warnings:
         context.log.warning(f"catalog: {warning}")
+    context.log.info(
+        f"catalog {settings.catalog}: {plan.rows} rows, {len(plan.records)} requests ({plan.valid} "
+        f"valid, {plan.rejected} rejected) in {len(plan.batches)} batches; new: {', '.join(new) or 'none'}"
+    )
     return dg.MaterializeResult(
         metadata={
             "catalog": settings.catalog,
@@ -46,6 +55,8 @@ def image_catalog(
     deps=[image_catalog],
     kinds={"parquet"},
     tags={"seedance/stage": "catalog"},
+    group_name="catalog",
+    owners=OWNERS,
     description=(
         "Every catalog row that cannot be sent, with every reason at once (also in the ledger with "
         "status `rejected`). Written to `<data dir>/rejected_rows.parquet`; fix the rows and the "

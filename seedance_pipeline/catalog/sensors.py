@@ -10,7 +10,7 @@ from seedance_pipeline.catalog.reading import (
     read_catalog,
 )
 from seedance_pipeline.jobs import catalog_job
-from seedance_pipeline.metadata import short_list
+from seedance_pipeline.metadata import TRIGGER_TAG, short_list
 from seedance_pipeline.partitions import batches
 from seedance_pipeline.resources import SeedanceResource
 
@@ -52,4 +52,5 @@ def catalog_sensor(
         f"catalog changed (sha256 {digest[:12]}): launched catalog_job to validate it and register "
         f"its {len(named)} batches: {short_list(named)} (new: {short_list(new)})"
     )
-    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"catalog:{digest}")], cursor=digest)
+    request = dg.RunRequest(run_key=f"catalog:{digest}", tags={TRIGGER_TAG: "sensor"})
+    return dg.SensorResult(run_requests=[request], cursor=digest)

@@ -4,7 +4,7 @@ from collections import Counter
 
 import dagster as dg
 
-from seedance_pipeline.jobs import LEDGER_ASSET, SUBMISSION_ASSETS
+from seedance_pipeline.jobs import LEDGER_ASSET, OWNERS, SUBMISSION_ASSETS
 from seedance_pipeline.ledger.checks import CHECK_DESCRIPTIONS, ledger_checks
 from seedance_pipeline.ledger.rows import COLUMNS, read_partition
 from seedance_pipeline.ledger.summary import (
@@ -16,7 +16,7 @@ from seedance_pipeline.ledger.summary import (
     qc_counts,
 )
 from seedance_pipeline.ledger.write import secret_values, write_batch_ledger
-from seedance_pipeline.metadata import link
+from seedance_pipeline.metadata import link, tag_run
 from seedance_pipeline.partitions import batches
 from seedance_pipeline.resources import SeedanceResource
 
@@ -56,6 +56,8 @@ FAILURES_SCHEMA = dg.TableSchema(
     check_specs=CHECKS,
     kinds={"parquet"},
     tags={"seedance/stage": "ledger"},
+    group_name="ledger",
+    owners=OWNERS,
     description=(
         "The batch's partition of the Parquet ledger at `<ledger>/batch=<batch>/` (`<data dir>/ledger` or "
         "`ledger_url`, e.g. on S3): one row "
@@ -73,10 +75,15 @@ def batch_ledger(
     context: dg.AssetExecutionContext, seedance: SeedanceResource
 ) -> dg.MaterializeResult:
     settings = seedance.settings()
+    tag_run(context)
     ledger = write_batch_ledger(settings, context.partition_key)
     written = read_partition(ledger.path).to_pandas()  # read back what readers will see
     statuses = Counter(written["status"])
     total = ledger.cost_usd
+    context.log.info(
+        f"wrote {len(written)} rows of {context.partition_key} to {ledger.path} "
+        f"({', '.join(f'{s} {n}' for s, n in sorted(statuses.items()))}); cost ${total:.4f}"
+    )
     sandbox_rows = int(written["sandbox"].fillna(False).sum())
     if sandbox_rows:
         context.log.warning(
@@ -108,8 +115,8 @@ def batch_ledger(
             "rows": len(written),
             "by_status": dg.MetadataValue.json(dict(statuses)),
             **{f"status_{s}": int(n) for s, n in statuses.items()},
-            "cost_usd": total,
-            "cost_usd_estimated": float(written["cost_usd_estimated"].fillna(0).sum()),
+            "cost_usd": round(total, 4),  # dollars to the hundredth of a cent; the ledger keeps all
+            "cost_usd_estimated": round(float(written["cost_usd_estimated"].fillna(0).sum()), 4),
             "providers": dg.MetadataValue.table(
                 [dg.TableRecord(vars(p)) for p in provider_summaries(written)], PROVIDERS_SCHEMA
             ),
@@ -126,6 +133,7 @@ def batch_ledger(
             "qc": dg.MetadataValue.json(qc_counts(written)),
             "cost_per_passing_clip_usd": _per_passing_clip(cost_per_passing_clip(written)),
             **settings.budget_metadata(settings.store(), context.partition_key),
+            "budget_caps": dg.MetadataValue.text(settings.caps_shown()),  # and where each came from
             "SANDBOX": dg.MetadataValue.text(
                 "yes: rows from the local emulator" if sandbox_rows else "no"
             ),

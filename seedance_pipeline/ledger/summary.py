@@ -52,8 +52,8 @@ def provider_summaries(ledger: pd.DataFrame) -> list[ProviderSummary]:
                 failed=failed,
                 rejected=rejected,
                 other=len(rows) - succeeded - failed - rejected,
-                cost_usd=round(float(rows["cost_usd"].fillna(0.0).sum()), 6),
-                cost_usd_estimated=round(float(rows["cost_usd_estimated"].fillna(0.0).sum()), 6),
+                cost_usd=round(float(rows["cost_usd"].fillna(0.0).sum()), 4),
+                cost_usd_estimated=round(float(rows["cost_usd_estimated"].fillna(0.0).sum()), 4),
             )
         )
     return out

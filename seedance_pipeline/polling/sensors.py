@@ -7,7 +7,7 @@ import json
 import dagster as dg
 
 from seedance_pipeline.jobs import ledger_job, submit_batch_job
-from seedance_pipeline.metadata import short_list
+from seedance_pipeline.metadata import BATCH_TAG, TRIGGER_TAG, short_list
 from seedance_pipeline.partitions import batches
 from seedance_pipeline.polling.tick import plan_tick
 from seedance_pipeline.resources import SeedanceResource
@@ -29,6 +29,11 @@ def _running(context: dg.SensorEvaluationContext, job: str, batch: str) -> bool:
         limit=1,
     )
     return bool(runs)
+
+
+def _tags(batch: str) -> dict[str, str]:
+    """Run tags to filter by in the UI; Dagster adds `dagster/sensor_name` itself."""
+    return {BATCH_TAG: batch, TRIGGER_TAG: "sensor"}
 
 
 def _read_cursor(raw: str | None) -> tuple[float | None, dict[str, str]]:
@@ -65,7 +70,7 @@ def task_sensor(
     ledger_batches = sorted(b for b in plan.ledger_batches if b in registered)
     run_requests = [
         dg.RunRequest(job_name=ledger_job.name, partition_key=b,
-                      run_key=f"ledger:{b}:{plan.ledger_batches[b]}")
+                      run_key=f"ledger:{b}:{plan.ledger_batches[b]}", tags=_tags(b))
         for b in ledger_batches
     ]  # fmt: skip
     submit_batches = [
@@ -74,7 +79,8 @@ def task_sensor(
         if b in registered and not _running(context, submit_batch_job.name, b)
     ]
     run_requests += [
-        dg.RunRequest(job_name=submit_batch_job.name, partition_key=b) for b in submit_batches
+        dg.RunRequest(job_name=submit_batch_job.name, partition_key=b, tags=_tags(b))
+        for b in submit_batches
     ]
     ledgers = {b: f for b, f in plan.finished.items() if b in registered}
     cursor = json.dumps({"at": plan.counted_at, "ledgers": ledgers})

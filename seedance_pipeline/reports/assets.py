@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from seedance_pipeline.jobs import LEDGER_ASSET, REPORT_ASSET
-from seedance_pipeline.metadata import link
+from seedance_pipeline.jobs import LEDGER_ASSET, OWNERS, REPORT_ASSET
+from seedance_pipeline.metadata import link, tag_run
 from seedance_pipeline.partitions import batches
 from seedance_pipeline.reports.contact_sheet import MAX_TILES
-from seedance_pipeline.reports.publish import inline_image
+from seedance_pipeline.reports.publish import full_size_image, inline_image
 from seedance_pipeline.reports.report import write_batch_report
 from seedance_pipeline.resources import SeedanceResource
 
@@ -17,6 +17,8 @@ from seedance_pipeline.resources import SeedanceResource
     partitions_def=batches,
     kinds={"png", "pillow"},
     tags={"seedance/stage": "report"},
+    group_name="reports",
+    owners=OWNERS,
     description=(
         "A look at the batch without opening the ledger: `contact_sheet.png` shows, for every "
         "request, the first and the last frame of its kept video (decoded with PyAV) labelled with "
@@ -31,8 +33,13 @@ from seedance_pipeline.resources import SeedanceResource
 def batch_report(
     context: dg.AssetExecutionContext, seedance: SeedanceResource
 ) -> dg.MaterializeResult:
+    tag_run(context)
     report = write_batch_report(seedance.settings(), context.partition_key)
     sheet = report.sheet
+    context.log.info(
+        f"contact sheet of {context.partition_key}: {sheet.tiles} tiles ({sheet.video_tiles} videos) "
+        f"at {report.urls.contact_sheet}; chart at {report.urls.chart}"
+    )
     previews = [
         inline_image(report.chart, 800, "cost and status chart"),
         inline_image(sheet.image, 900, "contact sheet"),
@@ -56,5 +63,10 @@ def batch_report(
                 else dg.MetadataValue.text("no clip passes QC")
             ),
             "preview": dg.MetadataValue.md(preview),
+            # Every tile at full size, one click away ("Show Markdown"), wherever the file lives.
+            "contact_sheet_full_size": dg.MetadataValue.md(
+                full_size_image(sheet.image, f"contact sheet of {context.partition_key}, full size")
+                or f"too large to show inline: open {report.urls.contact_sheet}"
+            ),
         }
     )

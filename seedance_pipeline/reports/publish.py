@@ -11,6 +11,7 @@ from PIL import Image
 from seedance_pipeline.storage import write_bytes_atomic
 
 PREVIEW_MAX_BYTES = 150_000  # inline previews live in Dagster's event log: keep them small
+FULL_SIZE_MAX_BYTES = 2_000_000  # one full-size copy per report, so a click shows every tile
 
 
 def write_png(image: Image.Image, url: str) -> int:
@@ -33,5 +34,15 @@ def inline_image(image: Image.Image, max_width: int, alt: str, max_height: int =
     buffer = io.BytesIO()
     preview.save(buffer, "JPEG", quality=70)
     if buffer.tell() > PREVIEW_MAX_BYTES:
+        return None
+    return f"![{alt}](data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+
+
+def full_size_image(image: Image.Image, alt: str) -> str | None:
+    """The whole picture at its own size as a markdown image (JPEG, inline), one click away in the
+    UI ("Show Markdown"); None when it would be larger than FULL_SIZE_MAX_BYTES (open the file)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=85)
+    if buffer.tell() > FULL_SIZE_MAX_BYTES:
         return None
     return f"![{alt}](data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()})"

@@ -131,6 +131,17 @@ provider_locks_table = sa.Table(
     sa.Column("current_limit", sa.Integer),
 )
 
+# Spend caps set from the Dagster UI (`set_budget_job`): they win over the environment's, and sensors
+# and schedules read them at every tick. No row: not set here; a NULL cap: no cap.
+budget_caps_table = sa.Table(
+    "budget_caps",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),  # a setting's name, e.g. daily_budget_usd
+    sa.Column("cap_usd", sa.Float),
+    sa.Column("set_at", sa.Float, nullable=False),
+    sa.Column("set_by", sa.Text),  # the Dagster run that set it
+)
+
 
 def default_state_url(data_dir: str | Path) -> str:
     path = Path(data_dir).resolve() / "state.sqlite"

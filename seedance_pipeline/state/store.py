@@ -39,7 +39,12 @@ from seedance_pipeline.state.lifecycle import (
     RequestStatus,
     check_move,
 )
-from seedance_pipeline.state.schema import attempts_table, requests_table, transitions_table
+from seedance_pipeline.state.schema import (
+    attempts_table,
+    budget_caps_table,
+    requests_table,
+    transitions_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,15 @@ class StateStoreUnavailable(RuntimeError):
 
 
 NO_LONGER_PENDING = "no longer pending"  # a claim that lost a race: not a reason to wait
+
+
+@dataclass(frozen=True)
+class StoredCap:
+    """A spend cap set from the UI: `cap_usd` None is "no cap"."""
+
+    cap_usd: float | None
+    set_at: float
+    set_by: str | None
 
 
 @dataclass
@@ -465,6 +479,25 @@ class StateStore:
                 .values(error_message=message)
             )
             return int(conn.execute(sa.select(sa.func.count()).where(*scope)).scalar_one())
+
+    def set_caps(self, caps: dict[str, float | None], set_by: str | None) -> None:
+        """Store spend caps by setting name (None: no cap), replacing any set before."""
+        with self._tx() as conn:
+            for name, cap in caps.items():
+                conn.execute(sa.delete(budget_caps_table).where(budget_caps_table.c.name == name))
+                conn.execute(sa.insert(budget_caps_table).values(
+                    name=name, cap_usd=cap, set_at=time.time(), set_by=set_by
+                ))  # fmt: skip
+
+    def forget_caps(self) -> None:
+        """Forget every cap set from the UI: the environment's (or the default) apply again."""
+        with self._tx() as conn:
+            conn.execute(sa.delete(budget_caps_table))
+
+    def stored_caps(self) -> dict[str, StoredCap]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(budget_caps_table)).all()
+        return {r.name: StoredCap(r.cap_usd, r.set_at, r.set_by) for r in rows}
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -91,6 +91,7 @@ def submission_metadata(
         1 for r in records if r.sandbox and r.run_id == run_id and (r.submitted_at or 0) >= since
     )
     metadata: dict[str, Any] = {
+        "requests": len(records),  # this provider's share of the batch
         "submitted_now": report.submitted if report else 0,
         "finished_now": report.finished if report else 0,
         "refused_now": report.failed if report else 0,

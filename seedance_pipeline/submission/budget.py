@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from seedance_pipeline.providers import ErrorKind, ProviderError
 from seedance_pipeline.providers.client import ProviderClient
-from seedance_pipeline.settings import PipelineSettings
+from seedance_pipeline.settings import PipelineSettings, settings_from, spend_cap
 from seedance_pipeline.state.claims import start_of_utc_day
 from seedance_pipeline.state.lifecycle import Move, RequestStatus
 from seedance_pipeline.state.store import StateStore
@@ -53,3 +53,21 @@ async def enforce_daily_budget(
             "budget stop: cancelled %d queued tasks to stay within $%.2f today", cancelled, cap
         )
     return cancelled
+
+
+def set_ui_caps(
+    settings: PipelineSettings, caps: Mapping[str, float | None], forget: bool, set_by: str | None
+) -> str:
+    """Store the caps given in `set_budget_job`'s launchpad (-1: no cap; absent: unchanged) in the
+    state store, where every later run, sensor tick and schedule reads them; says what changed."""
+    store = settings.store()
+    if forget:
+        store.forget_caps()
+    chosen = {name: spend_cap(value, name) for name, value in caps.items() if value is not None}
+    store.set_caps(chosen, set_by)
+    now = settings_from(stored_caps=True, state_url=settings.state_url, data_dir=settings.data_dir)
+    done = (["forgot the caps set in the UI"] if forget else []) + [
+        f"set {name} to {'no cap' if cap is None else f'${cap:.4f}'}"
+        for name, cap in chosen.items()
+    ]
+    return f"{'; '.join(done) or 'nothing changed'}: now {now.caps_shown()}"

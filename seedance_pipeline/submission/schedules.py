@@ -3,6 +3,7 @@
 import dagster as dg
 
 from seedance_pipeline.jobs import submit_batch_job
+from seedance_pipeline.metadata import BATCH_TAG, TRIGGER_TAG
 from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.submission.batch import submission_outlook
 
@@ -25,4 +26,8 @@ def daily_outstanding_batches(
     if not outlook.batches:
         return dg.SkipReason(f"no batch to submit: {outlook.why_none}")
     date = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return [dg.RunRequest(partition_key=b, run_key=f"daily:{date}:{b}") for b in outlook.batches]
+    return [
+        dg.RunRequest(partition_key=b, run_key=f"daily:{date}:{b}",
+                      tags={BATCH_TAG: b, TRIGGER_TAG: "schedule"})
+        for b in outlook.batches
+    ]  # fmt: skip

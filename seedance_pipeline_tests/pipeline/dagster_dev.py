@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from seedance_pipeline.cli import prepare_dagster_home
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
 from seedance_pipeline.settings import _STORES, PipelineSettings
 from seedance_pipeline.state.lifecycle import OPEN
@@ -104,12 +105,15 @@ class DagsterDev:
 def dagster_dev(
     tmp_path: Path, catalog: Path, emulator: EmulatorServer, env: dict[str, str] | None = None
 ) -> Iterator[DagsterDev]:
-    """`dagster dev` from the repo root (its `workspace.yaml`) with a fresh DAGSTER_HOME and data
+    """`dagster dev` from the repo root (its `workspace.yaml`) with a fresh DAGSTER_HOME (the shipped
+    `dagster.yaml`, as `seedance-pipeline dev` makes it) and data
     directory under `tmp_path`, providers without a key in `emulator`, no real key inherited, and
     `env` on top (SQLite in the data directory unless it sets SEEDANCE_STATE_URL); yields once
     GraphQL answers, and stops the whole process group afterwards."""
-    home, data = tmp_path / "dagster_home", tmp_path / "data"
-    home.mkdir()
+    home, data = (
+        prepare_dagster_home(tmp_path / "dagster_home"),
+        tmp_path / "data",
+    )  # shipped limits
     port = free_port()
     full_env = {k: v for k, v in os.environ.items()
                 if not k.endswith("_API_KEY") and k != "SEEDANCE_STATE_URL"}  # fmt: skip

@@ -124,7 +124,7 @@ def test_ledger_materialisations_carry_metadata_and_pass_their_checks(pipeline: 
     assert meta["rows"].value == 3 and meta["status_succeeded"].value == 3
     assert meta["sandbox_rows"].value == 3 and meta["cost_usd"].value > 0
     spent = pipeline.resource.settings().store().spend()  # both batches, all today
-    assert meta["spent_today_usd"].value == pytest.approx(spent) and spent > meta["cost_usd"].value
+    assert meta["spent_today_usd"].value == round(spent, 4) and spent > meta["cost_usd"].value
     assert meta["budget_left_today_usd"].value == pytest.approx(
         25.0 - meta["spent_today_usd"].value
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from seedance_pipeline.emulator import EmulatorServer
+from seedance_pipeline.headless import Progress
 from seedance_pipeline_tests.conftest import ImageFactory
 from seedance_pipeline_tests.pipeline.conftest import write_catalog
 
@@ -147,3 +150,40 @@ def test_resolve_unknown_needs_an_explicit_decision(tmp_path: Path) -> None:
     resubmit = subprocess.run([EXE, "resolve-unknown", "--data-dir", str(tmp_path), "r2", "--resubmit"],
                               capture_output=True, text=True)  # fmt: skip
     assert resubmit.returncode == 0 and store.get("r2").status == "pending"  # type: ignore[union-attr]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_is_one_bar_updated_in_place_with_each_message_once() -> None:
+    screen = _Terminal()
+    progress = Progress(total=4, enabled=True, stream=screen)
+    for done in (0, 1, 2, 4):
+        progress.update(done)
+        logging.getLogger("seedance_pipeline.test").warning("SANDBOX: novita has no API key")
+    progress.close()
+    text = screen.getvalue()
+    assert text.count("SANDBOX: novita has no API key") == 1
+    assert "\r" in text and "4/4" in text  # redrawn in place, not one line per update
+    assert text.count("\n") <= 3  # the message, and the finished bar
+
+
+def test_progress_without_a_terminal_is_plain_periodic_lines(tmp_path: Path, make_image: ImageFactory,
+                                                             emulator: EmulatorServer) -> None:  # fmt: skip
+    catalog = write_catalog(tmp_path, make_image)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SEEDANCE_") and not k.endswith("_API_KEY")
+    }
+    result = subprocess.run([EXE, "run", "--catalog", str(catalog), "--data-dir", str(tmp_path / "data")],
+                            env=clean | {"SEEDANCE_SANDBOX_URL": emulator.url}, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "\r" not in result.stderr and lines, result.stderr
+    assert lines[-1] == lines[-1].strip() and lines[-1].startswith("requests done: 6/6 after ")
+    assert all(lines.count(line) == 1 for line in lines)  # nothing said twice
+    assert not any(" - dagster - " in line for line in lines)  # no run or tick log interleaved

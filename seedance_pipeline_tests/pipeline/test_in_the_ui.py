@@ -9,7 +9,6 @@ import av
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pytest
 from PIL import Image
 
 from seedance_pipeline.emulator import Faults
@@ -63,7 +62,7 @@ def test_ledger_metadata_and_batch_report_show_the_batch(pipeline: Pipeline) -> 
     assert meta["by_status"].value == {"succeeded": 2, "failed": 1}
     assert (meta["status_succeeded"].value, meta["status_failed"].value) == (2, 1)
     assert (
-        meta["cost_usd"].value == pytest.approx(ledger["cost_usd"].sum())
+        meta["cost_usd"].value == round(ledger["cost_usd"].sum(), 4)  # $0.1739: no float noise
         and meta["cost_usd"].value > 0
     )
     assert meta["cost_usd_estimated"].value > meta["cost_usd"].value  # the failed task cost nothing
@@ -78,7 +77,7 @@ def test_ledger_metadata_and_batch_report_show_the_batch(pipeline: Pipeline) -> 
     for name in ("modelark", "segmind"):
         assert (providers[name]["succeeded"], providers[name]["failed"]) == (1, 0)
         assert providers[name]["cost_usd"] == round(
-            ledger.loc[ledger["provider"] == name, "cost_usd"].sum(), 6
+            ledger.loc[ledger["provider"] == name, "cost_usd"].sum(), 4
         )
 
     failed = ledger[ledger["status"] == "failed"].iloc[0]
