@@ -66,6 +66,11 @@ class SeedanceResource(dg.ConfigurableResource):
         default=None,
         description=f"seconds before an unanswered submission is unknown; {_env('stale_submission_s')}",
     )
+    submission_stay_s: float | None = Field(
+        default=None,
+        description="seconds a submission step may stay, submitting as its own tasks free slots "
+        f"(0: one pass); {_env('submission_stay_s')}",
+    )
     sandbox_url: str | None = Field(default=None, description=f"an emulator for providers without a key; {_env('sandbox_url')}")  # fmt: skip
 
     def settings(self) -> PipelineSettings:
@@ -86,5 +91,6 @@ class SeedanceResource(dg.ConfigurableResource):
             run_budget_usd=self.run_budget_usd,
             poll_time_box_s=self.poll_time_box_s,
             stale_submission_s=self.stale_submission_s,
+            submission_stay_s=self.submission_stay_s,
             sandbox_url=self.sandbox_url,
         )

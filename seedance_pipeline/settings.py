@@ -43,6 +43,7 @@ ENV = {
     "batch_budget_usd": "SEEDANCE_BATCH_BUDGET_USD",
     "run_budget_usd": "SEEDANCE_RUN_BUDGET_USD",
     "stale_submission_s": "SEEDANCE_STALE_SUBMISSION_S",
+    "submission_stay_s": "SEEDANCE_SUBMISSION_STAY_S",
     "sandbox_url": "SEEDANCE_SANDBOX_URL",
 }
 NO_CAP = -1.0  # as a spend cap: none (so is an empty value)
@@ -109,6 +110,10 @@ class PipelineSettings:
     # A task "not found" this long after submission becomes unknown: longer than any create call
     # may take (Segmind: minutes).
     not_found_grace_s: float = 3600.0
+    # A submission step stays this long at most, submitting as its own tasks free slots (0: one
+    # pass, then the task sensor takes over); it ends sooner when its batch's share is done.
+    submission_stay_s: float = 1800.0
+    follow_interval_s: float = 2.0  # how often a staying submission step polls its own tasks
     sandbox_url: str | None = None  # an emulator to use for providers without a key
 
     def __post_init__(self) -> None:
@@ -219,7 +224,7 @@ def settings_from(env: Mapping[str, str] | None = None, **given: Any) -> Pipelin
 
 
 def _typed(name: str, raw: str) -> Any:
-    if name == "stale_submission_s":
+    if name in ("stale_submission_s", "submission_stay_s"):
         try:
             return float(raw)
         except ValueError:
