@@ -113,3 +113,20 @@ def test_a_submission_run_stays_no_longer_than_submission_stay_s(
         done = materialization(p, "slow")
         assert done["submitted_now"] == 3 and done["in_flight"] == 3
         assert done["ended"] == "stayed 3 s (submission_stay_s)"
+
+
+def test_the_task_sensor_launches_only_the_steps_of_providers_with_pending_requests(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.run("catalog_job")
+    result = pipeline.sensor()
+    assert isinstance(result, dg.SensorResult)
+    selections = {
+        r.partition_key: sorted(k.to_user_string() for k in r.asset_selection or [])
+        for r in result.run_requests or []
+        if r.job_name == "submit_batch_job"
+    }
+    assert selections == {
+        "alpha": ["modelark_submissions", "novita_submissions", "segmind_submissions"],
+        "beta": ["aimlapi_submissions", "myrouter_submissions"],  # its novita row is rejected
+    }
