@@ -32,6 +32,8 @@ from seedance_pipeline.state.store import StateStore
 from seedance_pipeline.submission.clients import open_provider_clients
 from seedance_pipeline.submission.submit import SubmitReport, submit_pending
 
+_CHECK_S = 0.5  # how often free slots are looked at while following
+
 
 class Followed(Protocol):
     """What following a batch's tasks once reports (the polling stage's `PollReport`)."""
@@ -128,11 +130,17 @@ async def _stay(
     started = time.monotonic()
     deadline = started + max(0.0, settings.submission_stay_s)
     followed = passes = 0
+
+    async def follow_later() -> Followed:
+        await asyncio.sleep(settings.follow_interval_s)
+        return await follow(store, clients, settings, settings.poll_time_box_s, batch=batch)
+
+    following: asyncio.Task[Followed] | None = None
     async with AsyncExitStack() as stack:
         clients = await open_provider_clients(settings, [provider], stack)
         while True:
             # A full provider is read, not claimed: no lock taken and no wait reason rewritten
-            # every few seconds while our own tasks run.
+            # every half second while our own tasks run.
             full = passes > 0 and _free_slots(store, settings, provider) <= 0
             wave = (
                 SubmitReport()
@@ -167,13 +175,22 @@ async def _stay(
             if time.monotonic() >= deadline:
                 stay.ended = f"stayed {settings.submission_stay_s:g} s (submission_stay_s)"
                 break
-            if in_flight:
-                await asyncio.sleep(settings.follow_interval_s)
-                result = await follow(store, clients, settings, settings.poll_time_box_s,
-                                      batch=batch)  # fmt: skip
-                stay.follows += 1
-                stay.finished_followed += result.finished
-                followed += result.finished
+            # Following runs beside submitting: a finished task frees its slot as soon as the
+            # provider says so (`fetching` does not count), so the next request goes out while
+            # the finished videos are still being copied.
+            if following is None and in_flight:
+                following = asyncio.create_task(follow_later())
+            if following is not None:
+                await asyncio.wait({following}, timeout=_CHECK_S)
+                if following.done():
+                    finished = following.result().finished
+                    stay.follows += 1
+                    stay.finished_followed += finished
+                    followed += finished
+                    following = None
+        if following is not None:  # its copies are paid for: let them finish
+            stay.finished_followed += (await following).finished
+            stay.follows += 1
     stay.stayed_s = time.monotonic() - started
     return stay
 
