@@ -25,8 +25,9 @@ def submission_asset(provider: str, follow: FollowTasks) -> dg.AssetsDefinition:
             f"Submits this batch's pending {provider} requests, keeping {provider} under its limit of "
             "tasks in flight (counted in the state store across runs) and the daily spend cap. Each "
             "request is claimed in the state store before the call and updated after it, so no rerun "
-            "or backfill submits it twice. Requests beyond the limit wait; the task sensor submits "
-            "them when slots free up."
+            "or backfill submits it twice. The step stays while the batch has work for the "
+            "provider, following its own tasks and submitting as slots free (each wave an "
+            "observation on the partition), at most `submission_stay_s`."
         ),
     )
     def _submissions(
