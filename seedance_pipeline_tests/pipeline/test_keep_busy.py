@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -37,7 +38,11 @@ def catalog(folder: Path, make_image: ImageFactory, rows: dict[str, int]) -> Pat
 
 @contextmanager
 def pipeline_with(
-    tmp_path: Path, make_image: ImageFactory, rows: dict[str, int], running_s: float, **fields: float
+    tmp_path: Path,
+    make_image: ImageFactory,
+    rows: dict[str, int],
+    running_s: float,
+    **fields: Any,
 ) -> Iterator[Pipeline]:
     with EmulatorServer(EmulatorConfig(queued_s=0, running_s=running_s)) as emulator:
         path = catalog(tmp_path, make_image, rows)
