@@ -23,7 +23,16 @@ from typing import Any
 from benchmarks.harness import Result
 
 # Each case is the module of that name in this package, with `run(scale, repeats, work) -> Result`.
-CASES = ("validation", "submission", "polling", "capacity", "ledger", "catalog", "qc")
+CASES = (
+    "validation",
+    "submission",
+    "polling",
+    "capacity",
+    "daemon_capacity",
+    "ledger",
+    "catalog",
+    "qc",
+)
 PEAK_LIMITS_MIB = {"ledger": 2048.0, "catalog": 1024.0}
 
 

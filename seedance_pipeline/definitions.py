@@ -10,6 +10,7 @@ from seedance_pipeline.catalog.assets import image_catalog, rejected_rows
 from seedance_pipeline.catalog.sensors import catalog_sensor
 from seedance_pipeline.jobs import catalog_job, ledger_job, submit_batch_job
 from seedance_pipeline.ledger.assets import batch_ledger
+from seedance_pipeline.polling.poll import poll_once
 from seedance_pipeline.polling.sensors import task_sensor
 from seedance_pipeline.reports.assets import batch_report
 from seedance_pipeline.resources import SeedanceResource
@@ -24,7 +25,13 @@ def build_definitions(seedance: SeedanceResource) -> dg.Definitions:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
         assets = dg.with_source_code_references(
-            [image_catalog, rejected_rows, *submission_assets, batch_ledger, batch_report]
+            [
+                image_catalog,
+                rejected_rows,
+                *submission_assets(follow=poll_once),
+                batch_ledger,
+                batch_report,
+            ]
         )
     return dg.Definitions(
         assets=assets,

@@ -196,6 +196,9 @@ def run_headless(
         videos_url=videos_url,
         stale_submission_s=stale_submission_s,
         poll_time_box_s=HEADLESS_POLL_TIME_BOX_S,
+        # One pass per submission step: this command runs steps one after another in process and
+        # polls every second itself, so a step that stayed would hold up the other providers.
+        submission_stay_s=0,
     )
     try:
         settings: PipelineSettings = resource.settings()

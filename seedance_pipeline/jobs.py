@@ -29,6 +29,9 @@ catalog_job = dg.define_asset_job(
 submit_batch_job = dg.define_asset_job(
     "submit_batch_job",
     selection=dg.AssetSelection.assets(*SUBMISSION_ASSETS),
+    # Every provider's step at once, whatever the number of cores: a step stays while its
+    # provider has work, waiting on the provider, and must not hold another provider's step back.
+    executor_def=dg.multiprocess_executor.configured({"max_concurrent": len(SUBMISSION_ASSETS)}),
     description=(
         "Submit one batch's pending requests to their providers, within each provider's limit of "
         "tasks in flight and the spend caps. Launched by the task sensor and the daily schedule; "

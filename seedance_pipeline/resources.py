@@ -79,6 +79,11 @@ class SeedanceResource(dg.ConfigurableResource):
         default=None,
         description=f"seconds before an unanswered submission is unknown; {_env('stale_submission_s')}",
     )
+    submission_stay_s: float | None = Field(
+        default=None,
+        description="seconds a submission step may stay, submitting as its own tasks free slots "
+        f"(0: one pass); {_env('submission_stay_s')}",
+    )
     sandbox_url: str | None = Field(default=None, description=f"an emulator for providers without a key; {_env('sandbox_url')}")  # fmt: skip
     max_failure_share: float | None = Field(
         default=None,
@@ -105,6 +110,7 @@ class SeedanceResource(dg.ConfigurableResource):
             run_budget_usd=self.run_budget_usd,
             poll_time_box_s=self.poll_time_box_s,
             stale_submission_s=self.stale_submission_s,
+            submission_stay_s=self.submission_stay_s,
             sandbox_url=self.sandbox_url,
             max_failure_share=self.max_failure_share,
         )

@@ -48,6 +48,7 @@ ENV = {
     "batch_budget_usd": "SEEDANCE_BATCH_BUDGET_USD",
     "run_budget_usd": "SEEDANCE_RUN_BUDGET_USD",
     "stale_submission_s": "SEEDANCE_STALE_SUBMISSION_S",
+    "submission_stay_s": "SEEDANCE_SUBMISSION_STAY_S",
     "sandbox_url": "SEEDANCE_SANDBOX_URL",
     "max_failure_share": "SEEDANCE_MAX_FAILURE_SHARE",
     "image_roots": "SEEDANCE_IMAGE_ROOTS",
@@ -124,6 +125,10 @@ class PipelineSettings:
     # A task "not found" this long after submission becomes unknown: longer than any create call
     # may take (Segmind: minutes).
     not_found_grace_s: float = 3600.0
+    # A submission step stays this long at most, submitting as its own tasks free slots (0: one
+    # pass, then the task sensor takes over); it ends sooner when its batch's share is done.
+    submission_stay_s: float = 1800.0
+    follow_interval_s: float = 2.0  # how often a staying submission step polls its own tasks
     sandbox_url: str | None = None  # an emulator to use for providers without a key
     qc: QcThresholds = field(default_factory=QcThresholds)  # what a kept video is judged by
     # The ledger's `no_failed_rows` check warns about any failed row, and fails (ERROR) when more
@@ -303,7 +308,7 @@ def _typed(name: str, raw: str) -> Any:
             raise ValueError(f"{ENV[name]} must be a share from 0 to 1: {raw!r}") from None
     if name == "image_roots":
         return tuple(part for part in raw.split(os.pathsep) if part.strip())
-    if name == "stale_submission_s":
+    if name in ("stale_submission_s", "submission_stay_s"):
         try:
             return float(raw)
         except ValueError:

@@ -18,6 +18,7 @@ from dagster_k8s import K8sRunLauncher
 
 from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorServer
+from seedance_pipeline.polling.poll import poll_once
 from seedance_pipeline.providers import provider_names
 from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.submission.assets import submission_assets
@@ -60,7 +61,7 @@ def test_dagster_accepts_the_example_and_its_run_launcher_config_fits_k8s(
 
 def test_the_example_pools_are_the_pools_of_the_code() -> None:
     raw = EXAMPLE.read_text()
-    pools = {asset.op.pool for asset in submission_assets}
+    pools = {asset.op.pool for asset in submission_assets(poll_once)}
     assert pools == {f"seedance_{provider}" for provider in provider_names()}
     assert all(provider in raw for provider in provider_names())  # the comment names them all
     assert "pools" in yaml.safe_load(raw)["concurrency"]

@@ -79,14 +79,22 @@ async def poll_once(
     settings: PipelineSettings,
     time_box_s: float | None = None,
     video_http: httpx.AsyncClient | None = None,
+    batch: str | None = None,
 ) -> PollReport:
+    """Poll the tasks in flight of the clients' providers (of `batch` only, when given: a
+    submission step that follows its own tasks); a task polled by two passes at once is safe, as
+    every status change is a compare-and-set."""
     started = time.monotonic()
     deadline = started + (settings.poll_time_box_s if time_box_s is None else time_box_s)
     report = PollReport()
+    only = next(iter(clients)) if len(clients) == 1 else None  # read only that provider's rows
     records = [
         r
         for r in store.records(
-            statuses=[RequestStatus.IN_FLIGHT, RequestStatus.FETCHING], order_by_poll=True
+            batch=batch,
+            provider=only,
+            statuses=[RequestStatus.IN_FLIGHT, RequestStatus.FETCHING],
+            order_by_poll=True,
         )
         if r.provider in clients
     ]

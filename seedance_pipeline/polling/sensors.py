@@ -78,10 +78,14 @@ def task_sensor(
         for b in plan.submit_batches
         if b in registered and not _running(context, submit_batch_job.name, b)
     ]
+    # Only the steps of providers with work: each step is a process, and it stays while its
+    # provider has work.
     run_requests += [
-        dg.RunRequest(job_name=submit_batch_job.name, partition_key=b, tags=_tags(b))
+        dg.RunRequest(job_name=submit_batch_job.name, partition_key=b, tags=_tags(b),
+                      asset_selection=[dg.AssetKey(f"{p}_submissions")
+                                       for p in plan.submit_providers.get(b, [])] or None)
         for b in submit_batches
-    ]
+    ]  # fmt: skip
     ledgers = {b: f for b, f in plan.finished.items() if b in registered}
     cursor = json.dumps({"at": plan.counted_at, "ledgers": ledgers})
     launched = "; ".join(

@@ -89,6 +89,7 @@ class TickPlan:
     open_batches: int
     ledger_batches: dict[str, str]  # batch → the fingerprint of the state its ledger is wanted for
     submit_batches: list[str]  # batches with pending requests and a free provider slot
+    submit_providers: dict[str, list[str]]  # per such batch, its providers with pending requests
     why_no_submission: str  # when there are none: nothing pending, budget spent, or no free slot
     finished: dict[str, str]  # every batch with nothing open → its fingerprint (the next cursor)
     submitted_since: int  # requests claimed since the last count
@@ -114,6 +115,7 @@ def plan_tick(
         open_batches=len(open_batches),
         ledger_batches={b: f for b, f in finished.items() if ledgers_launched.get(b) != f},
         submit_batches=outlook.batches,
+        submit_providers=outlook.providers,
         why_no_submission=outlook.why_none,
         finished=finished,
         submitted_since=store.submitted_between(last_count_at or now - interval_s, now),

@@ -573,11 +573,13 @@ class StateStore:
             ).scalar_one()
         return ids, float(total)
 
-    def counts(self, batch: str | None = None) -> dict[str, int]:
+    def counts(self, batch: str | None = None, provider: str | None = None) -> dict[str, int]:
         c = requests_table.c
         query = sa.select(c.status, sa.func.count()).group_by(c.status)
         if batch is not None:
             query = query.where(c.batch == batch)
+        if provider is not None:
+            query = query.where(c.provider == provider)
         with self.engine.connect() as conn:
             return {status: int(n) for status, n in conn.execute(query)}
 

@@ -1,4 +1,6 @@
-"""One submission asset per provider, partitioned by batch, each in its provider's Dagster pool."""
+"""One submission asset per provider, partitioned by batch, each in its provider's Dagster pool.
+Its step stays while its batch has work for the provider, submitting as its own tasks free slots
+(`keep_busy.py`); every pass that sends something is an observation on the batch's partition."""
 
 import time
 from collections.abc import Iterator
@@ -9,10 +11,11 @@ from seedance_pipeline.jobs import IMAGE_CATALOG, LEDGER_ASSET, OWNERS, PROVIDER
 from seedance_pipeline.metadata import tag_run
 from seedance_pipeline.partitions import batches
 from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline.submission.batch import submission_metadata, submit_batch
+from seedance_pipeline.submission.batch import submission_metadata
+from seedance_pipeline.submission.keep_busy import FollowTasks, Wave, keep_busy
 
 
-def submission_asset(provider: str) -> dg.AssetsDefinition:
+def submission_asset(provider: str, follow: FollowTasks) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{provider}_submissions",
         deps=[IMAGE_CATALOG],
@@ -29,9 +32,10 @@ def submission_asset(provider: str) -> dg.AssetsDefinition:
             f"Submits this batch's pending {provider} requests, keeping {provider} under its limit of "
             "tasks in flight (counted in the state store across runs) and the daily spend cap. Each "
             "request is claimed in the state store before the call and updated after it, so no rerun "
-            "or backfill submits it twice. Requests beyond the limit wait; the task sensor submits "
-            "them when slots free up. Materialised only for batches that have requests for "
-            f"{provider}."
+            "or backfill submits it twice. The step stays while the batch has work for the "
+            "provider, following its own tasks and submitting as slots free (each wave an "
+            "observation on the partition), at most `submission_stay_s`. Materialised only for "
+            f"batches that have requests for {provider}."
         ),
     )
     def _submissions(
@@ -41,8 +45,18 @@ def submission_asset(provider: str) -> dg.AssetsDefinition:
         batch = context.partition_key
         run_id = seedance.run_label or context.run.run_id
         started = time.time()
-        report = submit_batch(settings, batch, [provider], run_id).get(provider)
-        if report is not None and report.stopped:
+
+        def on_wave(wave: Wave) -> None:
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=context.asset_key, partition=batch, metadata=wave.metadata()
+                )
+            )
+
+        stay = keep_busy(settings, batch, provider, run_id, follow, on_wave)
+        context.log.info(f"{provider}: {stay.summary()}")
+        report = stay.report
+        if report.stopped:
             context.log.warning(f"{provider}: submissions stopped for now: {report.stopped}")
         metadata, sandbox_now = submission_metadata(
             settings, batch, provider, report, run_id, started
@@ -52,6 +66,7 @@ def submission_asset(provider: str) -> dg.AssetsDefinition:
                 f"SANDBOX: this run sent {sandbox_now} {provider} requests of {batch} to the emulator"
             )
         metadata["waiting"] = dg.MetadataValue.json(metadata["waiting"])
+        metadata |= {"waves": stay.waves, "stayed_s": round(stay.stayed_s, 1), "ended": stay.ended}
         # A run that also writes the ledger needs every submission output, or Dagster skips it.
         in_run = context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys
         ledger_in_run = dg.AssetKey(LEDGER_ASSET) in in_run
@@ -72,4 +87,7 @@ def submission_asset(provider: str) -> dg.AssetsDefinition:
     return _submissions
 
 
-submission_assets = [submission_asset(name) for name in PROVIDERS]
+def submission_assets(follow: FollowTasks) -> list[dg.AssetsDefinition]:
+    """Every provider's submission asset; `follow` polls a batch's own tasks (the polling
+    stage's pass, handed in by the wiring: imports follow the data flow)."""
+    return [submission_asset(name, follow) for name in PROVIDERS]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from seedance_pipeline.settings import PipelineSettings
@@ -49,6 +49,9 @@ class Outlook:
 
     batches: list[str]
     why_none: str = ""
+    # batch → every provider with pending requests in it: a run needs only their steps (a full
+    # provider's step ends at once, and may find a free slot by then)
+    providers: dict[str, list[str]] = field(default_factory=dict)
 
 
 def submission_outlook(settings: PipelineSettings) -> Outlook:
@@ -74,7 +77,10 @@ def submission_outlook(settings: PipelineSettings) -> Outlook:
             full.append(f"{provider} {active.get(provider, 0)}/{limit}")
     if not batches:
         return Outlook([], f"no free slot (in flight: {', '.join(full)})")
-    return Outlook(sorted(batches))
+    providers = {
+        b: [p for p, waiting in sorted(pending.items()) if b in waiting] for b in sorted(batches)
+    }
+    return Outlook(sorted(batches), providers=providers)
 
 
 def submission_metadata(

@@ -13,6 +13,7 @@ from dagster._core.instance.config import dagster_instance_config
 
 from seedance_pipeline.cli import INSTANCE_CONFIG, main
 from seedance_pipeline.definitions import build_definitions
+from seedance_pipeline.polling.poll import poll_once
 from seedance_pipeline.providers import provider_names
 from seedance_pipeline.submission.assets import submission_assets
 from seedance_pipeline_tests.pipeline.conftest import Pipeline
@@ -42,7 +43,7 @@ def test_dev_makes_a_home_whose_instance_applies_the_pool_and_run_queue_limits(
 
 def test_the_shipped_pools_are_the_pools_of_the_code() -> None:
     raw = INSTANCE_CONFIG.read_text()
-    assert {asset.op.pool for asset in submission_assets} == {
+    assert {asset.op.pool for asset in submission_assets(poll_once)} == {
         f"seedance_{provider}" for provider in provider_names()
     }
     assert all(provider in raw for provider in provider_names())  # the comment names them all

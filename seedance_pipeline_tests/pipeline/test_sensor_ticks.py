@@ -58,10 +58,12 @@ def test_the_task_sensor_skip_reason_counts_what_it_polled_and_what_went_out(
         [{"image": "wide.jpg", "prompt": p, "batch": "slow", "provider": v, "resolution": "480p"}
          for p, v in (("waves", "novita"), ("rain", "aimlapi"), ("fog", "myrouter"))]
     ).to_csv(catalog, index=False)  # fmt: skip
-    # Tasks that take a minute: the tick below sees them all in flight.
+    # Tasks that take a minute, and a submission run that does not stay for them: the tick below
+    # sees them all in flight.
     with EmulatorServer(EmulatorConfig(queued_s=0.1, running_s=60)) as emulator:
         resource = SeedanceResource(data_dir=str(tmp_path / "data"), catalog=str(catalog),
-                                    sandbox_url=emulator.url, poll_time_box_s=10)  # fmt: skip
+                                    sandbox_url=emulator.url, poll_time_box_s=10,
+                                    submission_stay_s=0)  # fmt: skip
         p = Pipeline(resource, build_definitions(resource), dg.DagsterInstance.ephemeral(),
                      emulator, catalog)  # fmt: skip
         p.run("catalog_job")
