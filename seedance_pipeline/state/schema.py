@@ -119,6 +119,11 @@ attempts_table = sa.Table(
     sa.Column("sandbox", sa.Boolean),
     sa.Column("run_id", sa.Text),
     sa.Column("archived_at", sa.Float, nullable=False),
+    # The attempt's kept video and its QC verdict (a QC retry keeps the failed one's evidence).
+    sa.Column("video_uri", sa.Text),
+    sa.Column("qc_status", sa.String(10)),
+    sa.Column("qc_reasons", sa.Text),
+    sa.Column("qc_first_ssim", sa.Float),
 )
 
 provider_locks_table = sa.Table(

@@ -368,6 +368,8 @@ class StateStore:
             record = RequestRecord.from_row(row)
             if record.status not in move.sources:
                 return False
+            if move is Move.QC_RETRY and record.qc_status != "fail":
+                return False  # only a video that failed QC is worth paying for again
             moved = self._transition(
                 conn, request_id, (record.status,), move.target(), move.detail,
                 **dict.fromkeys(_ATTEMPT_OUTCOME), polled_at=0.0,
@@ -384,6 +386,8 @@ class StateStore:
                 cost_usd_estimated=record.cost_usd_estimated, cost_usd=record.cost_usd,
                 submitted_at=record.submitted_at, completed_at=record.completed_at,
                 sandbox=record.sandbox, run_id=record.run_id, archived_at=time.time(),
+                video_uri=record.video_uri, qc_status=record.qc_status,
+                qc_reasons=record.qc_reasons, qc_first_ssim=record.qc_first_ssim,
             ))  # fmt: skip
             if request is not None:
                 conn.execute(

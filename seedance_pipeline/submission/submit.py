@@ -46,13 +46,21 @@ class SubmitReport:
     stopped: str | None = None
 
 
+def _attempt_stem(settings: PipelineSettings, record: RequestRecord) -> str:
+    """`<request_id>` for a first attempt, `<request_id>.<n>` for a later one, so a retry never
+    overwrites an earlier attempt's video (the `attempts` table points at it)."""
+    n = record.attempts_before + 1
+    suffix = f".{n}" if n > 1 else ""
+    return f"{settings.videos}/{record.batch}/{record.request_id}{suffix}"
+
+
 def video_destination(settings: PipelineSettings, record: RequestRecord) -> str:
-    return f"{settings.videos}/{record.batch}/{record.request_id}.mp4"
+    return f"{_attempt_stem(settings, record)}.mp4"
 
 
 def last_frame_destination(settings: PipelineSettings, record: RequestRecord) -> str:
     """Beside the video: the provider's last frame, where a row asked for it."""
-    return f"{settings.videos}/{record.batch}/{record.request_id}.last.png"
+    return f"{_attempt_stem(settings, record)}.last.png"
 
 
 def deliver(store: StateStore, settings: PipelineSettings, record: RequestRecord, state_bytes: bytes,
