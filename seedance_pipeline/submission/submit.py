@@ -78,12 +78,15 @@ def deliver(store: StateStore, settings: PipelineSettings, record: RequestRecord
         else None
     )
     qc = checked_columns(kept.uri, GenerationRequest(**record.request), size, settings.qc)
-    return store.move(
+    kept_now = store.move(
         record.request_id, Move.DELIVERED_INLINE, **qc,
         video_uri=kept.uri, video_sha256=kept.sha256, video_bytes=kept.bytes, video_width=kept.width,
         video_height=kept.height, video_fps=kept.fps, video_duration_s=kept.duration_s,
         cost_usd=cost, tokens=tokens, seed_used=seed_used, completed_at=time.time(),
     )  # fmt: skip
+    if kept_now and record.attempts_before:  # a retry: the ledger keeps the best attempt's video
+        store.keep_best_attempt(record.request_id)
+    return kept_now
 
 
 async def submit_pending(

@@ -92,3 +92,33 @@ def test_a_qc_retry_stays_within_the_daily_budget_counting_every_attempt(
     rows = ledger(data, "b")
     assert sorted(rows["attempts"]) == [1, 1, 2]
     assert sorted(rows["qc_status"]) == ["fail", "fail", "pass"]
+
+
+def test_the_ledger_keeps_the_best_attempt_when_the_qc_retry_is_worse(
+    tmp_path: Path, emulator: EmulatorServer, state_backend: str
+) -> None:
+    catalog, data = qc_catalog(tmp_path), tmp_path / "data"
+    env = {"SEEDANCE_SANDBOX_URL": emulator.url}
+    emulator.state.set_faults("novita", Faults(bad_video="wrong_duration"))  # right picture
+    command("run", catalog, data, env)
+    first = ledger(data, "b").iloc[0]
+    assert first["qc_status"] == "fail" and "duration" in first["qc_reasons"]
+
+    emulator.state.set_faults("novita", Faults(bad_video="unrelated"))  # worse: wrong picture too
+    out = command("retry", catalog, data, env, "--qc-fail")
+    assert "retried: 1 requests" in out
+    novita = emulator.state.audit("novita")
+    assert len(novita) == 2
+
+    row = ledger(data, "b").iloc[0]
+    # The first attempt is back on the row, the worse one archived; both are counted and paid.
+    assert (row["task_id"], row["seed"], row["video_uri"]) == (
+        first["task_id"], 7, first["video_uri"]
+    )
+    assert row["qc_reasons"] == first["qc_reasons"] and row["qc_first_ssim"] == first["qc_first_ssim"]
+    assert row["attempts"] == 2
+    (worse,) = settings_from(data_dir=str(data)).store().attempts(str(row["request_id"]))
+    assert worse["task_id"] == novita[-1].task_id and worse["seed"] != 7
+    assert "unlike the input image" in worse["qc_reasons"]
+    assert Path(worse["video_uri"]).is_file() and Path(row["video_uri"]).is_file()
+    assert row["total_cost_usd"] == row["cost_usd"] + worse["cost_usd"]
