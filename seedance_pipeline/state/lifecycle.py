@@ -106,7 +106,7 @@ class Move(enum.Enum):
     RETRY = (RETRYABLE, (_S.PENDING,), "retry: a new attempt")  # the last one kept in `attempts`
     # Only when the kept video's qc_status is fail (`StateStore.new_attempt` checks it).
     QC_RETRY = ((_S.SUCCEEDED,), (_S.PENDING,), "qc retry: a new attempt with a new seed")
-    KEEP_BEST = ((_S.SUCCEEDED,), (_S.SUCCEEDED,), "an earlier attempt's video was better: restored")
+    KEEP_BEST = ((_S.SUCCEEDED,), (_S.SUCCEEDED,), "best attempt restored")
 
     def __init__(
         self, sources: tuple[RequestStatus, ...], targets: tuple[RequestStatus, ...], detail: str

@@ -151,6 +151,7 @@ def qc_rank(qc_status: str | None, qc_first_ssim: float | None) -> tuple[int, fl
     """How good an attempt's video is: its QC verdict first, then its first-frame SSIM."""
     return (_QC_RANK.get(qc_status or "", -1), -1.0 if qc_first_ssim is None else qc_first_ssim)
 
+
 # Statements run once or twice per submission are built once, with bound parameters: building a
 # statement in SQLAlchemy costs as much as running it on SQLite (BENCHMARKS.md, submission).
 _R = requests_table.c
@@ -429,9 +430,11 @@ class StateStore:
                 return False
             archived = conn.execute(
                 sa.select(attempts_table).where(
-                    a.request_id == request_id, a.status == RequestStatus.SUCCEEDED,
-                    a.qc_status.is_not(None), a.outcome_json.is_not(None),
-                )  # fmt: skip
+                    a.request_id == request_id,
+                    a.status == RequestStatus.SUCCEEDED,
+                    a.qc_status.is_not(None),
+                    a.outcome_json.is_not(None),
+                )
             ).all()
             if not archived:
                 return False

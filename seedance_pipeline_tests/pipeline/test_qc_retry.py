@@ -113,9 +113,13 @@ def test_the_ledger_keeps_the_best_attempt_when_the_qc_retry_is_worse(
     row = ledger(data, "b").iloc[0]
     # The first attempt is back on the row, the worse one archived; both are counted and paid.
     assert (row["task_id"], row["seed"], row["video_uri"]) == (
-        first["task_id"], 7, first["video_uri"]
+        first["task_id"],
+        7,
+        first["video_uri"],
     )
-    assert row["qc_reasons"] == first["qc_reasons"] and row["qc_first_ssim"] == first["qc_first_ssim"]
+    assert (
+        row["qc_reasons"] == first["qc_reasons"] and row["qc_first_ssim"] == first["qc_first_ssim"]
+    )
     assert row["attempts"] == 2
     (worse,) = settings_from(data_dir=str(data)).store().attempts(str(row["request_id"]))
     assert worse["task_id"] == novita[-1].task_id and worse["seed"] != 7
