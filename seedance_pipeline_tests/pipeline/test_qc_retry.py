@@ -10,6 +10,7 @@ import pandas as pd
 
 from seedance_pipeline.emulator import EmulatorServer
 from seedance_pipeline.emulator.state import Faults
+from seedance_pipeline.ledger.summary import cost_per_passing_clip
 from seedance_pipeline.settings import settings_from
 from seedance_pipeline_tests.pipeline.test_retry import command, ledger
 from seedance_pipeline_tests.pipeline.test_video_qc import textured
@@ -126,3 +127,9 @@ def test_the_ledger_keeps_the_best_attempt_when_the_qc_retry_is_worse(
     assert "unlike the input image" in worse["qc_reasons"]
     assert Path(worse["video_uri"]).is_file() and Path(row["video_uri"]).is_file()
     assert row["total_cost_usd"] == row["cost_usd"] + worse["cost_usd"]
+
+
+def test_the_cost_per_passing_clip_counts_the_failed_attempts_too() -> None:
+    rows = pd.DataFrame({"qc_status": ["pass", "fail"], "cost_usd": [0.2, 0.2],
+                         "total_cost_usd": [0.4, 0.2]})  # fmt: skip
+    assert cost_per_passing_clip(rows) == 0.6
