@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 
+from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorServer
 from seedance_pipeline.emulator.state import Faults
 from seedance_pipeline.ledger.summary import cost_per_passing_clip
+from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.settings import settings_from
 from seedance_pipeline_tests.pipeline.test_retry import command, ledger
 from seedance_pipeline_tests.pipeline.test_video_qc import textured
@@ -133,3 +136,26 @@ def test_the_cost_per_passing_clip_counts_the_failed_attempts_too() -> None:
     rows = pd.DataFrame({"qc_status": ["pass", "fail"], "cost_usd": [0.2, 0.2],
                          "total_cost_usd": [0.4, 0.2]})  # fmt: skip
     assert cost_per_passing_clip(rows) == 0.6
+
+
+def test_retry_job_with_qc_fail_sends_the_failed_video_back_with_a_new_seed(
+    tmp_path: Path, emulator: EmulatorServer, state_backend: str
+) -> None:
+    catalog, data = qc_catalog(tmp_path, rows=2), tmp_path / "data"
+    env = {"SEEDANCE_SANDBOX_URL": emulator.url}
+    emulator.state.set_faults("novita", Faults(bad_video="black", bad_video_rate=1.0))
+    command("run", catalog, data, env)
+    store = settings_from(data_dir=str(data)).store()
+    failing = {r.request_id for r in store.qc_failures("b")}
+    assert len(failing) == 2
+
+    resource = SeedanceResource(data_dir=str(data), catalog=str(catalog), sandbox_url=emulator.url)
+    result = build_definitions(resource).resolve_job_def("retry_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), resources={"seedance": resource},
+        run_config={"ops": {"retry_failed_requests": {"config": {"batch": "b", "qc_fail": True}}}},
+    )  # fmt: skip
+    assert result.success
+    records = store.records(batch="b")
+    assert {r.status for r in records} == {"pending"}  # the task sensor sends them next
+    assert all(r.request["seed"] not in (7, 8) and r.attempts_before == 1 for r in records)
+    assert all(store.attempts(r.request_id)[0]["qc_status"] == "fail" for r in records)
