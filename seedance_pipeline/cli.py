@@ -79,6 +79,7 @@ def _retry(args: argparse.Namespace) -> int:
             args.data_dir,
             batch=args.batch,
             statuses=statuses,
+            qc_fail=args.qc_fail,
             daily_budget_usd=args.daily_budget_usd,
             batch_budget_usd=args.batch_budget_usd,
             run_budget_usd=args.run_budget_usd,
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--batch", help="the batch to retry (default: every batch)")
     retry.add_argument("--status", default="failed,expired", help="comma-separated statuses to "
                        "retry: failed, expired, cancelled (default failed,expired)")  # fmt: skip
+    retry.add_argument("--qc-fail", action="store_true", help="instead, succeeded requests whose "
+                       "video failed QC, each with a new random seed, up to "
+                       "$SEEDANCE_QC_MAX_ATTEMPTS attempts (default 3)")  # fmt: skip
     retry.add_argument("--ledger-url", help="the ledger's folder; default $SEEDANCE_LEDGER_URL")
     retry.add_argument("--videos-url", help="where videos are copied; default $SEEDANCE_VIDEOS_URL")
     for cap, what in (

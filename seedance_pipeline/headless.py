@@ -24,7 +24,12 @@ from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.claims import start_of_utc_day
 from seedance_pipeline.state.lifecycle import ACTIVE, OPEN, TERMINAL, RequestStatus
 from seedance_pipeline.state.store import StateStore
-from seedance_pipeline.submission.retry import DEFAULT_STATUSES, RetryReport, retry_requests
+from seedance_pipeline.submission.retry import (
+    DEFAULT_STATUSES,
+    RetryReport,
+    qc_retry_requests,
+    retry_requests,
+)
 
 
 class CannotProceed(RuntimeError):
@@ -310,15 +315,20 @@ def retry_headless(
     *,
     batch: str | None = None,
     statuses: Sequence[RequestStatus] = DEFAULT_STATUSES,
+    qc_fail: bool = False,
     **run: Any,
 ) -> tuple[RetryReport, RunSummary]:
     """`seedance-pipeline retry`: new attempts of the requests of `batch` (None: all) in `statuses`,
     within the spend caps, then the same loop as `run` until they are done and their ledgers
-    rewritten. `run` takes `run_headless`'s keyword arguments."""
+    rewritten. `qc_fail`: instead, the succeeded requests whose video failed QC, each with a new
+    seed (`qc_retry_requests`). `run` takes `run_headless`'s keyword arguments."""
     reports: list[RetryReport] = []
 
     def retry(settings: PipelineSettings, run_label: str) -> None:
-        reports.append(retry_requests(settings, batch, statuses, run_id=run_label))
+        if qc_fail:
+            reports.append(qc_retry_requests(settings, batch, run_id=run_label))
+        else:
+            reports.append(retry_requests(settings, batch, statuses, run_id=run_label))
 
     summary = run_headless(catalog, data_dir, prepare=retry, **run)
     return reports[0], summary

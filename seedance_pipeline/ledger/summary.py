@@ -160,5 +160,7 @@ def cost_per_passing_clip(ledger: pd.DataFrame) -> float | None:
     """The cost of every row (each attempt paid, whatever its verdict) over the clips that pass
     QC: what a dataset costs per usable clip. None when no clip passes."""
     passing = int((ledger["qc_status"] == "pass").sum())
-    total = float(ledger["cost_usd"].fillna(0.0).sum())
+    # Every attempt of a retried request was paid too (`total_cost_usd`), not only the kept one.
+    cost = ledger["total_cost_usd"] if "total_cost_usd" in ledger else ledger["cost_usd"]
+    total = float(cost.fillna(0.0).sum())
     return round(total / passing, 6) if passing else None

@@ -335,6 +335,8 @@ async def _advance(
                   video_bytes=kept.bytes, video_width=kept.width, video_height=kept.height,
                   video_fps=kept.fps, video_duration_s=kept.duration_s,
                   last_frame_uri=last_frame_uri, completed_at=now):  # fmt: skip
+        if record.attempts_before:  # a retry: the ledger keeps the best attempt's video
+            store.keep_best_attempt(record.request_id)
         report.finished += 1
         report.by_outcome[RequestStatus.SUCCEEDED] = (
             report.by_outcome.get(RequestStatus.SUCCEEDED, 0) + 1

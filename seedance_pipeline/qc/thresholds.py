@@ -36,6 +36,9 @@ class QcThresholds:
     frame_tolerance: int = 2
     # The long side, in pixels, frames and images are reduced to before they are compared.
     analysis_px: int = 160
+    # QC retry (`seedance-pipeline retry --qc-fail`): at most this many attempts of one request,
+    # the first included, so a prompt that keeps failing QC stops costing money.
+    max_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.sample_fps <= 0:

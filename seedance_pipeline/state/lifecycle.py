@@ -43,7 +43,9 @@ ALLOWED: dict[RequestStatus | None, frozenset[RequestStatus]] = {
     _S.IN_FLIGHT: frozenset({_S.FETCHING, _S.FAILED, _S.EXPIRED, _S.CANCELLED, _S.UNKNOWN}),
     _S.FETCHING: frozenset({_S.FETCHING, _S.SUCCEEDED, _S.FAILED, _S.EXPIRED, _S.CANCELLED}),
     _S.UNKNOWN: frozenset({_S.IN_FLIGHT, _S.PENDING, _S.FAILED, _S.UNKNOWN}),
-    _S.SUCCEEDED: frozenset(),
+    # A QC retry: a kept video failed QC, so a new attempt with a new seed (`Move.QC_RETRY`).
+    # A QC retry's video worse than an earlier attempt's: the best is restored (`Move.KEEP_BEST`).
+    _S.SUCCEEDED: frozenset({_S.PENDING, _S.SUCCEEDED}),
     # A retry: a new attempt of the same request (the finished one is archived in `attempts`).
     _S.FAILED: frozenset({_S.PENDING}),
     _S.REJECTED: frozenset(),
@@ -102,6 +104,9 @@ class Move(enum.Enum):
     OPERATOR_RESUBMIT = ((_S.UNKNOWN,), (_S.PENDING,), "operator: resubmit")
     OPERATOR_ABANDON = ((_S.UNKNOWN,), (_S.FAILED,), "operator: abandoned")
     RETRY = (RETRYABLE, (_S.PENDING,), "retry: a new attempt")  # the last one kept in `attempts`
+    # Only when the kept video's qc_status is fail (`StateStore.new_attempt` checks it).
+    QC_RETRY = ((_S.SUCCEEDED,), (_S.PENDING,), "qc retry: a new attempt with a new seed")
+    KEEP_BEST = ((_S.SUCCEEDED,), (_S.SUCCEEDED,), "best attempt restored")
 
     def __init__(
         self, sources: tuple[RequestStatus, ...], targets: tuple[RequestStatus, ...], detail: str

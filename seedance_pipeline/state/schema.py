@@ -119,6 +119,14 @@ attempts_table = sa.Table(
     sa.Column("sandbox", sa.Boolean),
     sa.Column("run_id", sa.Text),
     sa.Column("archived_at", sa.Float, nullable=False),
+    # The attempt's kept video and its QC verdict (a QC retry keeps the failed one's evidence).
+    sa.Column("video_uri", sa.Text),
+    sa.Column("qc_status", sa.String(10)),
+    sa.Column("qc_reasons", sa.Text),
+    sa.Column("qc_first_ssim", sa.Float),
+    # Every outcome column of the attempt and its request, as JSON: what `keep_best_attempt`
+    # restores onto the request row when this attempt is better than the latest.
+    sa.Column("outcome_json", sa.Text),
 )
 
 provider_locks_table = sa.Table(

@@ -151,6 +151,21 @@ _ATTEMPT_OUTCOME = ("task_id", "error_kind", "error_message", "seed_used", "toke
                     "malformed_polls", "fetch_attempts", "cost_anomaly",
                     *(c.name for c in requests_table.c if c.name.startswith("qc_")))  # fmt: skip
 
+
+def _outcome_json(record: RequestRecord) -> str:
+    """An attempt's outcome columns and its request, as `keep_best_attempt` restores them."""
+    outcome: dict[str, Any] = {name: getattr(record, name) for name in _ATTEMPT_OUTCOME}
+    return json.dumps({**outcome, "request": record.request}, sort_keys=True, default=str)
+
+
+_QC_RANK = {"pass": 2, "warn": 1, "fail": 0}
+
+
+def qc_rank(qc_status: str | None, qc_first_ssim: float | None) -> tuple[int, float]:
+    """How good an attempt's video is: its QC verdict first, then its first-frame SSIM."""
+    return (_QC_RANK.get(qc_status or "", -1), -1.0 if qc_first_ssim is None else qc_first_ssim)
+
+
 # Statements run once or twice per submission are built once, with bound parameters: building a
 # statement in SQLAlchemy costs as much as running it on SQLite (BENCHMARKS.md, submission).
 _R = requests_table.c
@@ -382,6 +397,8 @@ class StateStore:
             record = RequestRecord.from_row(row)
             if record.status not in move.sources:
                 return False
+            if move is Move.QC_RETRY and record.qc_status != "fail":
+                return False  # only a video that failed QC is worth paying for again
             moved = self._transition(
                 conn, request_id, (record.status,), move.target(), move.detail,
                 **dict.fromkeys(_ATTEMPT_OUTCOME), polled_at=0.0,
@@ -398,6 +415,9 @@ class StateStore:
                 cost_usd_estimated=record.cost_usd_estimated, cost_usd=record.cost_usd,
                 submitted_at=record.submitted_at, completed_at=record.completed_at,
                 sandbox=record.sandbox, run_id=record.run_id, archived_at=time.time(),
+                video_uri=record.video_uri, qc_status=record.qc_status,
+                qc_reasons=record.qc_reasons, qc_first_ssim=record.qc_first_ssim,
+                outcome_json=_outcome_json(record),
             ))  # fmt: skip
             if request is not None:
                 conn.execute(
@@ -405,6 +425,66 @@ class StateStore:
                     .where(_R.request_id == request_id)
                     .values(request_json=json.dumps(request, sort_keys=True))
                 )
+            return True
+
+    def keep_best_attempt(self, request_id: str) -> bool:
+        """After a retried request kept a video: when an archived attempt's video is better (QC
+        pass > warn > fail, then the higher first-frame SSIM), swap it back onto the request row
+        (`Move.KEEP_BEST`, a compare-and-set) and archive the latest instead, so the ledger's row
+        is the best attempt while `attempts` and the total cost still count every one."""
+        a = attempts_table.c
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(requests_table).where(_R.request_id == request_id)
+            ).one_or_none()
+            if row is None:
+                return False
+            record = RequestRecord.from_row(row)
+            if record.status != RequestStatus.SUCCEEDED or record.qc_status is None:
+                return False
+            archived = conn.execute(
+                sa.select(attempts_table).where(
+                    a.request_id == request_id,
+                    a.status == RequestStatus.SUCCEEDED,
+                    a.qc_status.is_not(None),
+                    a.outcome_json.is_not(None),
+                )
+            ).all()
+            if not archived:
+                return False
+            best = max(archived, key=lambda r: qc_rank(r.qc_status, r.qc_first_ssim))
+            if qc_rank(best.qc_status, best.qc_first_ssim) <= qc_rank(
+                record.qc_status, record.qc_first_ssim
+            ):
+                return False
+            outcome = json.loads(best.outcome_json)
+            request = outcome.pop("request")
+            moved = self._transition(
+                conn, request_id, (RequestStatus.SUCCEEDED,), RequestStatus.SUCCEEDED,
+                Move.KEEP_BEST.detail, **outcome,
+                cost_usd_before=record.cost_usd_before - (best.cost_usd or 0.0)
+                + (record.cost_usd or 0.0),
+            )  # fmt: skip
+            if not moved:
+                return False
+            conn.execute(sa.delete(attempts_table).where(a.id == best.id))
+            conn.execute(sa.insert(attempts_table).values(
+                request_id=request_id, batch=record.batch, attempt=record.attempts_before + 1,
+                status=record.status, task_id=record.task_id, error_kind=record.error_kind,
+                error_message=record.error_message, seed=record.request.get("seed"),
+                seed_used=record.seed_used, tokens=record.tokens,
+                cost_usd_estimated=record.cost_usd_estimated, cost_usd=record.cost_usd,
+                submitted_at=record.submitted_at, completed_at=record.completed_at,
+                sandbox=record.sandbox, run_id=record.run_id, archived_at=time.time(),
+                video_uri=record.video_uri, qc_status=record.qc_status,
+                qc_reasons=record.qc_reasons, qc_first_ssim=record.qc_first_ssim,
+                outcome_json=_outcome_json(record),
+            ))  # fmt: skip
+            conn.execute(
+                sa.update(requests_table)
+                .where(_R.request_id == request_id)
+                .values(request_json=json.dumps(request, sort_keys=True))
+            )
             return True
 
     def attempts(self, request_id: str) -> list[dict[str, Any]]:

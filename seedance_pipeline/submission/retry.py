@@ -8,11 +8,13 @@ retried: its task may exist and bill, so reconciliation or an operator (`resolve
 first; nor is a request an operator abandoned after an unknown outcome.
 
 `retry_requests` takes the selection (batch, statuses, any `where`) and how to reseed, so another
-kind of retry (e.g. after a quality check) reuses it with its own selection and move.
+kind of retry reuses it with its own selection and move: `qc_retry_requests` (a kept video that
+failed QC: `Move.QC_RETRY`, a new random seed, at most `SEEDANCE_QC_MAX_ATTEMPTS` attempts).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -57,6 +59,7 @@ class RetryReport:
     abandoned: int = 0  # abandoned after an unknown outcome: not retried
     over_budget: int = 0  # left as they were: their estimate would exceed a spend cap
     lost_race: int = 0  # retried by someone else meanwhile
+    at_max_attempts: int = 0  # QC retry: failed QC but already made the most attempts allowed
 
     def lines(self) -> list[str]:
         out = [f"retried: {len(self.retried)} requests"
@@ -70,6 +73,9 @@ class RetryReport:
         if self.abandoned:
             out.append(f"not retried: {self.abandoned} abandoned by an operator after an unknown "
                        "outcome")  # fmt: skip
+        if self.at_max_attempts:
+            out.append(f"not retried: {self.at_max_attempts} failed QC but reached the most "
+                       "attempts allowed (SEEDANCE_QC_MAX_ATTEMPTS)")  # fmt: skip
         if self.lost_race:
             out.append(f"not retried: {self.lost_race} were retried meanwhile by another run")
         return out
@@ -130,4 +136,41 @@ def retry_requests(
                 report.batches.append(record.batch)
         else:
             report.lost_race += 1
+    return report
+
+
+MAX_SEED = 2**31 - 1  # every provider accepts a seed in [0, 2^31 - 1]
+
+
+def new_seed(record: RequestRecord) -> int:
+    """A fresh random seed, recorded in the request so the ledger's seed is the one asked for."""
+    old = record.request.get("seed")
+    while (seed := secrets.randbelow(MAX_SEED + 1)) == old:
+        pass
+    return seed
+
+
+def qc_retry_requests(
+    settings: PipelineSettings, batch: str | None = None, *, run_id: str | None = None
+) -> RetryReport:
+    """New attempts, each with a new seed, of the succeeded requests of `batch` whose kept video
+    failed QC (`qc_status = fail`), within the spend caps, while a request has made fewer than
+    `settings.qc.max_attempts` attempts (a prompt that keeps failing stops costing money)."""
+    limit = settings.qc.max_attempts
+    at_max = 0
+
+    def qc_failed_under_limit(record: RequestRecord) -> bool:
+        nonlocal at_max
+        if record.qc_status != "fail":
+            return False
+        if record.attempts_before + 1 >= limit:
+            at_max += 1
+            return False
+        return True
+
+    report = retry_requests(
+        settings, batch, (RequestStatus.SUCCEEDED,), where=qc_failed_under_limit,
+        reseed=new_seed, move=Move.QC_RETRY, run_id=run_id,
+    )  # fmt: skip
+    report.at_max_attempts = at_max
     return report

@@ -46,13 +46,21 @@ class SubmitReport:
     stopped: str | None = None
 
 
+def _attempt_stem(settings: PipelineSettings, record: RequestRecord) -> str:
+    """`<request_id>` for a first attempt, `<request_id>.<n>` for a later one, so a retry never
+    overwrites an earlier attempt's video (the `attempts` table points at it)."""
+    n = record.attempts_before + 1
+    suffix = f".{n}" if n > 1 else ""
+    return f"{settings.videos}/{record.batch}/{record.request_id}{suffix}"
+
+
 def video_destination(settings: PipelineSettings, record: RequestRecord) -> str:
-    return f"{settings.videos}/{record.batch}/{record.request_id}.mp4"
+    return f"{_attempt_stem(settings, record)}.mp4"
 
 
 def last_frame_destination(settings: PipelineSettings, record: RequestRecord) -> str:
     """Beside the video: the provider's last frame, where a row asked for it."""
-    return f"{settings.videos}/{record.batch}/{record.request_id}.last.png"
+    return f"{_attempt_stem(settings, record)}.last.png"
 
 
 def deliver(store: StateStore, settings: PipelineSettings, record: RequestRecord, state_bytes: bytes,
@@ -70,12 +78,15 @@ def deliver(store: StateStore, settings: PipelineSettings, record: RequestRecord
         else None
     )
     qc = checked_columns(kept.uri, GenerationRequest(**record.request), size, settings.qc)
-    return store.move(
+    kept_now = store.move(
         record.request_id, Move.DELIVERED_INLINE, **qc,
         video_uri=kept.uri, video_sha256=kept.sha256, video_bytes=kept.bytes, video_width=kept.width,
         video_height=kept.height, video_fps=kept.fps, video_duration_s=kept.duration_s,
         cost_usd=cost, tokens=tokens, seed_used=seed_used, completed_at=time.time(),
     )  # fmt: skip
+    if kept_now and record.attempts_before:  # a retry: the ledger keeps the best attempt's video
+        store.keep_best_attempt(record.request_id)
+    return kept_now
 
 
 async def submit_pending(

@@ -87,3 +87,19 @@ def test_a_new_attempt_starts_with_no_verdict_deadline_or_counters_of_the_last(
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(requests_table)).one()
     assert (row.malformed_polls, row.fetch_attempts, row.call_deadline_at) == (None, None, None)
+
+
+def test_a_qc_retry_starts_only_from_a_video_that_failed_qc(store: StateStore) -> None:
+    records = [ended(f"r{n}", S.SUCCEEDED, 0.1) for n in range(3)]
+    for record, verdict in zip(records, ("fail", "warn", None), strict=True):
+        record.qc_status, record.video_uri = verdict, f"/v/{record.request_id}.mp4"
+    insert_as_is(store, records)
+    for request_id in ("r1", "r2"):
+        assert not store.new_attempt(request_id, Move.QC_RETRY)
+    assert not store.new_attempt("r0", Move.RETRY)  # a plain retry never starts from success
+    assert store.new_attempt("r0", Move.QC_RETRY, {"image": "x", "seed": 42})
+    (archived,) = store.attempts("r0")
+    assert (archived["qc_status"], archived["video_uri"], archived["seed"]) == (
+        "fail", "/v/r0.mp4", 7,
+    )  # fmt: skip
+    assert store.get("r0").request["seed"] == 42

@@ -43,8 +43,11 @@ def test_every_status_is_reachable_from_pending_but_rejected_which_only_the_cata
 
 
 def test_finished_requests_move_again_only_as_a_retry_and_never_from_unknown() -> None:
-    for status in (S.SUCCEEDED, S.REJECTED):
-        assert ALLOWED[status] == frozenset(), status
+    assert ALLOWED[S.REJECTED] == frozenset()
+    # A succeeded request moves again only as a QC retry, or to restore its best attempt.
+    assert ALLOWED[S.SUCCEEDED] == frozenset({S.PENDING, S.SUCCEEDED})
+    assert (Move.QC_RETRY.sources, Move.QC_RETRY.targets) == ((S.SUCCEEDED,), (S.PENDING,))
+    assert (Move.KEEP_BEST.sources, Move.KEEP_BEST.targets) == ((S.SUCCEEDED,), (S.SUCCEEDED,))
     for status in (S.FAILED, S.EXPIRED, S.CANCELLED):
         assert ALLOWED[status] == frozenset({S.PENDING}), status
     assert set(Move.RETRY.sources) == {S.FAILED, S.EXPIRED, S.CANCELLED}
