@@ -27,11 +27,14 @@ def refresh_catalog(settings: PipelineSettings, chunk_rows: int = CHUNK_ROWS) ->
         pass
     store = settings.store()
     planner: CatalogPlanner | None = None
+    added = 0
     for chunk in iter_catalog(settings.catalog, chunk_rows):
         if planner is None:
             base_dir = catalog_base_dir(settings.catalog)
             planner = CatalogPlanner(list(chunk.columns), settings.defaults, base_dir)
-        store.add_new(planner.add(chunk))
+        added += store.add_new(planner.add(chunk))
+    if added:
+        store.refresh_statistics()
     store.flag_stale_submissions(settings.stale_submission_s)
     assert planner is not None  # iter_catalog yields at least one chunk
     return planner.plan

@@ -205,6 +205,14 @@ class StateStore:
                 )  # fmt: skip
         return len(fresh)
 
+    def refresh_statistics(self) -> None:
+        """After a catalog's rows went in: PostgreSQL's planner otherwise keeps the statistics of
+        the table as it was until autovacuum runs (up to a minute), and counts a claim makes (a
+        provider's tasks in flight) scan every row of the provider instead of the few in flight."""
+        if self.engine.dialect.name == "postgresql":
+            with self._tx() as conn:
+                conn.execute(sa.text(f"ANALYZE {requests_table.name}"))
+
     def _insert_unless_known(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
         """Insert request rows, skipping any that another process inserted since they were looked
         up (two catalog runs at once); returns the request ids inserted here."""
