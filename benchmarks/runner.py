@@ -74,6 +74,22 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def kept_rows(results_section: str, ran: list[str]) -> list[str]:
+    """The table rows of an earlier Results section for cases not run this time, marked † with
+    the date of the run that measured them."""
+    stamp = next((line for line in results_section.splitlines() if line.strip()), "")[:16]
+    rows = []
+    for line in results_section.splitlines():
+        cells = line.split(" | ")
+        if not line.startswith("| ") or len(cells) < 7 or line.startswith(("| case ", "|---")):
+            continue
+        case = cells[0][2:].split(" ")[0]
+        if case in CASES and case not in ran:
+            marked = cells[0] if "†" in cells[0] else f"{cells[0]} † {stamp}"
+            rows.append(" | ".join([marked, *cells[1:]]))
+    return rows
+
+
 def machine() -> str:
     return f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
@@ -102,10 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.output:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        only = f" --only {' '.join(args.only)}" if args.only else ""
         header = (f"## Results\n\n{stamp} on {machine()}; `seedance-pipeline bench --scale {args.scale:g} "
-                  f"--repeats {args.repeats}`; medians of the repeats.\n\n")  # fmt: skip
+                  f"--repeats {args.repeats}{only}`; medians of the repeats.\n\n")  # fmt: skip
         path = Path(args.output)
-        intro = path.read_text().split("## Results")[0] if path.exists() else "# Benchmarks\n\n"
+        old = path.read_text() if path.exists() else "# Benchmarks\n\n"
+        intro, _, before = old.partition("## Results")
+        kept = kept_rows(before, [r.case for r in results])
+        if kept:  # a run of some cases: the others' rows stay, said to be from an earlier run
+            text = "\n".join([text, *kept])
+            header += "Rows marked † are kept from the earlier run dated in them.\n\n"
         path.write_text(intro + header + text + "\n")
     if args.smoke:
         return 0 if all(r.measured != "error" and not r.skipped for r in results) else 1
