@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
 from seedance_pipeline.ledger import rows
 from seedance_pipeline.providers import ErrorKind
@@ -165,3 +166,13 @@ def test_a_postgresql_store_writes_the_same_ledger_as_a_sqlite_one_through_adbc(
     sqlite_ledger, postgres_ledger = ledgers
     assert reads == ["adbc"]  # PostgreSQL was read into Arrow by ADBC, not row by row
     assert postgres_ledger.num_rows == 7 and postgres_ledger.equals(sqlite_ledger)
+
+
+def test_values_written_into_a_postgresql_arrow_query_arrive_as_they_are(postgres_url: str) -> None:
+    from seedance_pipeline.state import postgres_arrow
+
+    tricky = ["it's", "back\\slash \\' $2", "$1", "é"]
+    schema = pa.schema([(f"v{n}", pa.string()) for n in range(4)])
+    query = "SELECT " + ", ".join(f"${n + 1}::text AS v{n}" for n in range(4))
+    (part,) = postgres_arrow.read(sa.make_url(postgres_url), query, tricky, schema, 10)
+    assert [part.column(n)[0].as_py() for n in range(4)] == tricky
