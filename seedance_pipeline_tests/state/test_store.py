@@ -498,3 +498,21 @@ def test_a_task_ending_while_a_claim_reads_the_spend_is_still_counted(postgres_u
     assert ended == [True]
     store.engine.dispose()
     other.engine.dispose()
+
+
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked only after IDLE_PING_S unused (not on every transaction, as pool_pre_ping did)."""
+    monkeypatch.setattr("seedance_pipeline.state.store.IDLE_PING_S", 0.2)
+    store, admin = StateStore(postgres_url), StateStore(postgres_url)
+    store.add_new([record(1)])
+    with admin.engine.begin() as conn:  # what a server restart or an idle timeout does
+        assert conn.execute(sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )).scalar_one()  # fmt: skip
+    time.sleep(0.5)
+    assert store.counts() == {"pending": 1}
+    store.engine.dispose()
+    admin.engine.dispose()
