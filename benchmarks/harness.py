@@ -15,7 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ class Result:
     ok: bool
     peak_mib: float = 0.0
     notes: list[str] = field(default_factory=list)
+    skipped: bool = False
 
 
 def write_images(folder: Path, count: int) -> list[Path]:
@@ -139,3 +141,22 @@ def median_time(function: Callable[[], Any], repeats: int) -> float:
         function()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+class Skipped(Exception):
+    """The case cannot run on this machine; the message says why and what to install."""
+
+
+@contextmanager
+def postgres_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1, started the way the tests start theirs (initdb
+    and pg_ctl from PATH or /usr/lib/postgresql/*/bin), stopped and removed afterwards; its
+    `database()` gives a fresh database and `url(name)` a state-store URL for it."""
+    from seedance_pipeline_tests.postgres import local_cluster, server_binaries
+
+    bin_dir = server_binaries()
+    if bin_dir is None:
+        raise Skipped("PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or in "
+                      "/usr/lib/postgresql/*/bin; install them (`apt-get install postgresql`)")  # fmt: skip
+    with local_cluster(bin_dir) as server:
+        yield server

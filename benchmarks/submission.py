@@ -4,6 +4,7 @@ bare concurrent POSTs of the same bodies to the emulator."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 from pathlib import Path
@@ -16,7 +17,9 @@ from benchmarks.steps import refresh_catalog, submit_batch
 from seedance_pipeline.providers import GenerationRequest, adapter_for
 
 
-def run(scale: float, repeats: int, work: Path) -> Result:
+def run(scale: float, repeats: int, work: Path, server: Any = None) -> Result:
+    """With `server` (a PostgreSQL cluster, `harness.postgres_server`), each repeat's state store
+    is a fresh database on it; else a SQLite file."""
     count = max(40, int(500 * scale))
     emulator = Emulator("--queued-s", "0", "--running-s", "3600", "--max-in-flight", "1000000")
     try:
@@ -43,20 +46,25 @@ def run(scale: float, repeats: int, work: Path) -> Result:
 
         runs: list[tuple[float, float]] = []
         for attempt in range(repeats):
-            settings = pipeline_settings(work / f"submission-data-{attempt}", catalog, emulator.url,
-                                         max_in_flight={"modelark": 10**9}, submit_concurrency=concurrency)  # fmt: skip
-            refresh_catalog(settings)
-            base = median_time(lambda: asyncio.run(bare()), 1)
-            started = time.perf_counter()
-            submit_batch(settings, "default", ["modelark"])
-            ours = time.perf_counter() - started
-            assert settings.store().counts().get("in_flight") == count, settings.store().counts()
+            with contextlib.ExitStack() as stack:
+                state_url = server.url(stack.enter_context(server.database())) if server else None
+                settings = pipeline_settings(work / f"submission-data-{attempt}", catalog, emulator.url, state_url=state_url,
+                                             max_in_flight={"modelark": 10**9}, submit_concurrency=concurrency)  # fmt: skip
+                refresh_catalog(settings)
+                base = median_time(lambda: asyncio.run(bare()), 1)
+                started = time.perf_counter()
+                submit_batch(settings, "default", ["modelark"])
+                ours = time.perf_counter() - started
+                store = settings.store()
+                assert store.counts().get("in_flight") == count, store.counts()
+                store.engine.dispose()
             runs.append((base, ours))
         base = statistics.median(r[0] for r in runs)
         ours = statistics.median(r[1] for r in runs)
         ratio = base / ours
-        return Result("submission", f"{count / ours:,.0f} req/s", f"{count / base:,.0f} req/s", f"{ratio:.2f}",
+        case, kind = ("pg_submission", "PostgreSQL") if server else ("submission", "SQLite")
+        return Result(case, f"{count / ours:,.0f} req/s", f"{count / base:,.0f} req/s", f"{ratio:.2f}",
                       "≥ 0.5 of baseline", ratio >= 0.5,
-                      notes=[f"{count} requests, {concurrency} concurrent, state store (SQLite) included"])  # fmt: skip
+                      notes=[f"{count} requests, {concurrency} concurrent, state store ({kind}) included"])  # fmt: skip
     finally:
         emulator.close()

@@ -40,7 +40,7 @@ def image_catalog(
         metadata={
             "catalog": settings.catalog,
             "rows": plan.rows,
-            "requests": len(plan.records),
+            "requests": plan.requests,
             "duplicate_rows_collapsed": plan.duplicates,
             "valid": plan.valid,
             "rejected": plan.rejected,

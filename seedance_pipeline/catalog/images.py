@@ -37,8 +37,14 @@ class ImageReader:
         self.timeout_s = timeout_s
         self.roots = [Path(root).resolve() for root in roots] if roots else None
         self._cache: dict[str, tuple[str, str, ImageInfo] | str] = {}
+        self._resolved: dict[str, str] = {}  # `Path.resolve` stats every part: once per reference
 
     def resolve(self, ref: str) -> str:
+        if ref not in self._resolved:
+            self._resolved[ref] = self._resolve(ref)
+        return self._resolved[ref]
+
+    def _resolve(self, ref: str) -> str:
         if is_url(ref) or "://" in ref or self.base_dir is None or Path(ref).is_absolute():
             return ref
         return str((self.base_dir / ref).resolve())

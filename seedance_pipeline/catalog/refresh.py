@@ -7,28 +7,39 @@ from pathlib import Path
 
 import pandas as pd
 
-from seedance_pipeline.catalog.planning import CatalogPlan, plan_catalog
-from seedance_pipeline.catalog.reading import catalog_base_dir, read_catalog
+from seedance_pipeline.catalog.planning import CatalogPlan, CatalogPlanner
+from seedance_pipeline.catalog.reading import CHUNK_ROWS, catalog_base_dir, iter_catalog
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.lifecycle import RequestStatus
 
 REJECTED_COLUMNS = ["catalog_row", "batch", "image_id", "provider", "model", "image", "reasons"]
 
 
-def refresh_catalog(settings: PipelineSettings) -> CatalogPlan:
+def refresh_catalog(settings: PipelineSettings, chunk_rows: int = CHUNK_ROWS) -> CatalogPlan:
     """Read and plan the catalog, record new requests (known ones keep their progress), and flag
-    submissions a dead process left without an answer."""
-    frame = read_catalog(settings.catalog)
-    plan = plan_catalog(
-        frame,
-        settings.defaults,
-        catalog_base_dir(settings.catalog),
-        image_roots=settings.image_roots,
-    )
+    submissions a dead process left without an answer.
+
+    The catalog is streamed `chunk_rows` rows at a time, each chunk's new requests recorded in a
+    transaction of its own, so memory stays flat for a million rows and other writers are not held
+    up. It is read through once before (Arrow's readers: about a second per million rows) so that a
+    catalog broken half-way down records nothing, as when it was read whole."""
+    for _ in iter_catalog(settings.catalog, chunk_rows):
+        pass
     store = settings.store()
-    store.add_new(plan.records)
+    planner: CatalogPlanner | None = None
+    added = 0
+    for chunk in iter_catalog(settings.catalog, chunk_rows):
+        if planner is None:
+            base_dir = catalog_base_dir(settings.catalog)
+            planner = CatalogPlanner(
+                list(chunk.columns), settings.defaults, base_dir, image_roots=settings.image_roots
+            )
+        added += store.add_new(planner.add(chunk))
+    if added:
+        store.refresh_statistics()
     store.flag_stale_submissions(settings.stale_submission_s)
-    return plan
+    assert planner is not None  # iter_catalog yields at least one chunk
+    return planner.plan
 
 
 def write_rejected_rows(settings: PipelineSettings) -> tuple[pd.DataFrame, str]:

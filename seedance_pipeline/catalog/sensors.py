@@ -3,12 +3,7 @@ batches. Its ticks name the batches, or say why they skipped."""
 
 import dagster as dg
 
-from seedance_pipeline.catalog.reading import (
-    CatalogError,
-    batch_names,
-    catalog_digest,
-    read_catalog,
-)
+from seedance_pipeline.catalog.reading import CatalogError, catalog_batch_names, catalog_digest
 from seedance_pipeline.jobs import catalog_job
 from seedance_pipeline.metadata import TRIGGER_TAG, short_list
 from seedance_pipeline.partitions import batches
@@ -44,7 +39,7 @@ def catalog_sensor(
             f"{short_list(registered)}"
         )
     try:  # the batch column only: cheap, and a broken catalog is reported here, not by a failed run
-        named = batch_names(read_catalog(settings.catalog), settings.defaults.batch)
+        named = catalog_batch_names(settings.catalog, settings.defaults.batch)
     except CatalogError as exc:
         raise CatalogError(f"the catalog cannot be read: {exc}") from None
     new = [b for b in named if b not in registered]

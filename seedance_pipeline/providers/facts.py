@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +251,11 @@ def provider_spec(name: str) -> ProviderSpec:
 
 def nearest_ratio(width: int, height: int, ratios: list[str] | tuple[str, ...]) -> str:
     """The listed ratio closest to width/height: how `adaptive` picks the output shape."""
+    return _nearest_ratio(width, height, tuple(ratios))
 
+
+@lru_cache(maxsize=1024)  # asked once per catalog row, about a handful of image sizes
+def _nearest_ratio(width: int, height: int, ratios: tuple[str, ...]) -> str:
     def value(ratio: str) -> float:
         w, h = ratio.split(":")
         return int(w) / int(h)

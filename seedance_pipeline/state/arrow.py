@@ -10,7 +10,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from seedance_pipeline.state import sqlite_arrow
+from seedance_pipeline.state import postgres_arrow, sqlite_arrow
 from seedance_pipeline.state.schema import requests_table
 
 
@@ -49,11 +49,18 @@ def sqlite_file(engine: Engine) -> str | None:
 def batch_arrow(
     engine: Engine, batch: str, columns: Sequence[str], size: int
 ) -> Iterator[pa.RecordBatch]:
-    """A batch's rows in catalog order, `size` at a time: from a SQLite file through ADBC, from
-    any other database through SQLAlchemy."""
+    """A batch's rows in catalog order, `size` at a time: from a SQLite file or PostgreSQL
+    through ADBC, from any other database through SQLAlchemy."""
     database = sqlite_file(engine)
     if database:
         yield from _sqlite_arrow(database, batch, columns, size)
+        return
+    if engine.dialect.name == "postgresql":
+        sql = (
+            f"SELECT {', '.join(columns)} FROM {requests_table.name} "
+            "WHERE batch = $1 ORDER BY catalog_row"
+        )
+        yield from postgres_arrow.read(engine.url, sql, [batch], _schema(columns), size)
         return
     c = requests_table.c
     query = (
@@ -66,9 +73,9 @@ def batch_arrow(
 
 
 def batch_ids(engine: Engine, batch: str) -> set[str]:
-    """A batch's request ids; from a SQLite file, read into Arrow in a child process, mostly
-    outside the GIL."""
-    if sqlite_file(engine):
+    """A batch's request ids; from a SQLite file (in a child process) or PostgreSQL, read into
+    Arrow, mostly outside the GIL."""
+    if sqlite_file(engine) or engine.dialect.name == "postgresql":
         parts = batch_arrow(engine, batch, ["request_id"], 50_000)
         return {i for part in parts for i in part[0].to_pylist()}
     c = requests_table.c
@@ -90,5 +97,8 @@ def _sqlite_arrow(
         f"(SELECT 0, {', '.join(c.name for c in declared)} FROM {requests_table.name} "
         "WHERE batch = ? ORDER BY catalog_row)"
     )
-    schema = pa.schema([(c.name, _arrow_type(c)) for c in declared])
-    return sqlite_arrow.read(database, query, [batch], schema, size)
+    return sqlite_arrow.read(database, query, [batch], _schema(columns), size)
+
+
+def _schema(columns: Sequence[str]) -> pa.Schema:
+    return pa.schema([(name, _arrow_type(requests_table.c[name])) for name in columns])

@@ -49,6 +49,33 @@ from seedance_pipeline.state.schema import (
 log = logging.getLogger(__name__)
 
 
+# A pooled server connection unused this long is checked before use.
+IDLE_PING_S = 5.0
+
+
+def ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """`pool_pre_ping`'s check, made only for a connection unused for `idle_s`: one that the server
+    dropped meanwhile (a restart, an idle timeout) is still replaced before use, and a busy
+    submission pass no longer pays a round trip per transaction (with `pool_pre_ping`, a third of
+    what the store cost per request on PostgreSQL: pg_submission 0.36 of the baseline, 0.59 without)."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", time.monotonic()) < idle_s:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()  # no transaction left open by the check
+        except Exception:  # the pool discards it and checks out another (SQLAlchemy's recipe)
+            raise sa.exc.DisconnectionError() from None
+
+
 class StateStoreUnavailable(RuntimeError):
     """The state store cannot be opened; the message says why on one line, without the password."""
 
@@ -217,11 +244,12 @@ class StateStore:
             url,
             future=True,
             connect_args={"timeout": 60} if is_sqlite else {},
-            pool_pre_ping=not is_sqlite,
             # The lock rows rely on each statement seeing what was committed before the lock was
             # granted, whatever the server's default (REPEATABLE READ would fail such claims).
             **({} if is_sqlite else {"isolation_level": "READ COMMITTED"}),
         )
+        if not is_sqlite:
+            ping_when_idle(self.engine, IDLE_PING_S)
         if is_sqlite:
             # WAL lets the sensor read while a run writes; each write is one short transaction.
             @sa.event.listens_for(self.engine, "connect")
@@ -287,6 +315,14 @@ class StateStore:
                       "detail": r.error_message} for r in fresh],
                 )  # fmt: skip
         return len(fresh)
+
+    def refresh_statistics(self) -> None:
+        """After a catalog's rows went in: PostgreSQL's planner otherwise keeps the statistics of
+        the table as it was until autovacuum runs (up to a minute), and counts a claim makes (a
+        provider's tasks in flight) scan every row of the provider instead of the few in flight."""
+        if self.engine.dialect.name == "postgresql":
+            with self._tx() as conn:
+                conn.execute(sa.text(f"ANALYZE {requests_table.name}"))
 
     def _insert_unless_known(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
         """Insert request rows, skipping any that another process inserted since they were looked

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
 from seedance_pipeline.ledger import rows
 from seedance_pipeline.providers import ErrorKind
@@ -60,7 +61,7 @@ def test_a_crash_mid_write_leaves_the_previous_version_readable(
 def test_the_ledger_built_from_the_store_in_chunks_keeps_every_value(
     state_url: str, tmp_path: Path
 ) -> None:
-    store = StateStore(state_url)  # SQLite (read through ADBC) and PostgreSQL (through SQLAlchemy)
+    store = StateStore(state_url)  # SQLite and PostgreSQL, both read through ADBC
     seeded = RequestRecord(request_id="r9", batch="b", catalog_row=9, provider="modelark",
                            model="seedance-1-0-lite-i2v-250428", status=RequestStatus.IN_FLIGHT, task_id="cgt-9",
                            video_fps=24.0, tokens=40_500, sandbox=True,
@@ -138,3 +139,40 @@ def test_a_crash_mid_write_on_s3_leaves_the_previous_version_and_no_debris(
     assert list(pd.read_parquet(ledger)["request_id"]) == ["r1"]
     fs, _ = fsspec.core.url_to_fs(ledger)
     assert fs.find(s3.bucket) == [f"{s3.bucket}/ledger/batch=alpha/part-0.parquet"]
+
+
+def test_a_postgresql_store_writes_the_same_ledger_as_a_sqlite_one_through_adbc(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seedance_pipeline.state import postgres_arrow
+
+    reads: list[str] = []
+    real_read = postgres_arrow.read
+    monkeypatch.setattr(
+        postgres_arrow, "read", lambda *a, **k: reads.append("adbc") or real_read(*a, **k)
+    )
+    kept = [
+        record(i, RequestStatus.PENDING if i % 3 else RequestStatus.SUCCEEDED) for i in range(7)
+    ]
+    kept[4].request |= {"seed": 2**40, "camera_fixed": False, "prompt": 'é "quoted"\ttab'}
+    kept[5].video_fps, kept[5].sandbox, kept[5].tokens = 24.0, False, 40_500
+    ledgers = []
+    for url in (f"sqlite:///{tmp_path / 'state.db'}", postgres_url):
+        store = StateStore(url)
+        insert_as_is(store, [RequestRecord(**vars(r)) for r in reversed(kept)])
+        written = rows.write_store_ledger(store, tmp_path / url.split(":")[0], "b", chunk_size=3)
+        ledgers.append(rows.read_partition(written))
+        store.engine.dispose()
+    sqlite_ledger, postgres_ledger = ledgers
+    assert reads == ["adbc"]  # PostgreSQL was read into Arrow by ADBC, not row by row
+    assert postgres_ledger.num_rows == 7 and postgres_ledger.equals(sqlite_ledger)
+
+
+def test_values_written_into_a_postgresql_arrow_query_arrive_as_they_are(postgres_url: str) -> None:
+    from seedance_pipeline.state import postgres_arrow
+
+    tricky = ["it's", "back\\slash \\' $2", "$1", "é"]
+    schema = pa.schema([(f"v{n}", pa.string()) for n in range(4)])
+    query = "SELECT " + ", ".join(f"${n + 1}::text AS v{n}" for n in range(4))
+    (part,) = postgres_arrow.read(sa.make_url(postgres_url), query, tricky, schema, 10)
+    assert [part.column(n)[0].as_py() for n in range(4)] == tricky

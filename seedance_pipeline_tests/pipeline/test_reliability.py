@@ -79,10 +79,10 @@ def test_the_daily_cap_is_never_exceeded_and_the_wait_is_explained(tmp_path: Pat
     )
     settings = settings_from(data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url,
                                 daily_budget_usd=0.30)  # fmt: skip
-    plan = refresh_catalog(settings)
-    each = plan.records[0].cost_usd_estimated
-    settle_deadline = time.monotonic() + 30
+    refresh_catalog(settings)
     store = settings.store()
+    each = store.records()[0].cost_usd_estimated
+    settle_deadline = time.monotonic() + 30
     while time.monotonic() < settle_deadline:
         submit_batch(settings, "default", ["modelark"])
         poll_tick(settings)

@@ -475,3 +475,44 @@ def test_catalog_runs_at_once_add_each_request_once_and_none_fails(state_url: st
         firsts = conn.execute(sa.text("SELECT count(*) FROM transitions WHERE from_status IS NULL"))
         assert firsts.scalar_one() == 400  # one creation row per request
     store.engine.dispose()
+
+
+def test_a_task_ending_while_a_claim_reads_the_spend_is_still_counted(postgres_url: str) -> None:
+    """PostgreSQL gives each statement its own snapshot: a task that ends (in flight → failed, its
+    cost now actual) on another connection while a claim adds up the spend must be counted once,
+    not missed by a 'finished' sum read before and a 'reserved' sum read after."""
+    store, other = StateStore(postgres_url), StateStore(postgres_url)
+    store.add_new([record(1, estimate=0.25)])
+    assert store.move("r0001", Move.CLAIM, submitted_at=1.0)
+    assert store.move("r0001", Move.TASK_CREATED, task_id="t1")
+    ended: list[bool] = []
+
+    @sa.event.listens_for(store.engine, "after_cursor_execute")
+    def end_the_task_meanwhile(*_: Any) -> None:
+        if not ended:  # right after the first statement of the spend, once
+            ended.append(
+                other.move("r0001", Move.TASK_ENDED, to=RequestStatus.FAILED, cost_usd=0.25)
+            )
+
+    assert store.spend() == pytest.approx(0.25)
+    assert ended == [True]
+    store.engine.dispose()
+    other.engine.dispose()
+
+
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked only after IDLE_PING_S unused (not on every transaction, as pool_pre_ping did)."""
+    monkeypatch.setattr("seedance_pipeline.state.store.IDLE_PING_S", 0.2)
+    store, admin = StateStore(postgres_url), StateStore(postgres_url)
+    store.add_new([record(1)])
+    with admin.engine.begin() as conn:  # what a server restart or an idle timeout does
+        assert conn.execute(sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )).scalar_one()  # fmt: skip
+    time.sleep(0.5)
+    assert store.counts() == {"pending": 1}
+    store.engine.dispose()
+    admin.engine.dispose()
