@@ -23,7 +23,7 @@ from seedance_pipeline_tests.pipeline.test_assets_and_sensors import drive
 from seedance_pipeline_tests.pipeline.test_headless import run
 
 CHECKS = {"one_row_per_request", "succeeded_rows_have_verified_videos", "paid_videos_kept",
-          "costs_add_up", "no_secrets", "videos_pass_qc"}  # fmt: skip
+          "costs_add_up", "no_secrets", "videos_pass_qc", "no_failed_rows"}  # fmt: skip
 
 
 def sha256_at(url: str) -> str:
