@@ -179,6 +179,23 @@ _ATTEMPT_OUTCOME = ("task_id", "error_kind", "error_message", "seed_used", "toke
                     *(c.name for c in requests_table.c if c.name.startswith("qc_")))  # fmt: skip
 
 
+def _archive(conn: Connection, record: RequestRecord) -> None:
+    """Keep an ended attempt in `attempts` (numbered after those before it), with its outcome as
+    it was, so a retry or a restore of the best attempt loses nothing."""
+    conn.execute(sa.insert(attempts_table).values(
+        request_id=record.request_id, batch=record.batch, attempt=record.attempts_before + 1,
+        status=record.status, task_id=record.task_id, error_kind=record.error_kind,
+        error_message=record.error_message, seed=record.request.get("seed"),
+        seed_used=record.seed_used, tokens=record.tokens,
+        cost_usd_estimated=record.cost_usd_estimated, cost_usd=record.cost_usd,
+        submitted_at=record.submitted_at, completed_at=record.completed_at,
+        sandbox=record.sandbox, run_id=record.run_id, archived_at=time.time(),
+        video_uri=record.video_uri, qc_status=record.qc_status,
+        qc_reasons=record.qc_reasons, qc_first_ssim=record.qc_first_ssim,
+        outcome_json=_outcome_json(record),
+    ))  # fmt: skip
+
+
 def _outcome_json(record: RequestRecord) -> str:
     """An attempt's outcome columns and its request, as `keep_best_attempt` restores them."""
     outcome: dict[str, Any] = {name: getattr(record, name) for name in _ATTEMPT_OUTCOME}
@@ -443,18 +460,7 @@ class StateStore:
             )  # fmt: skip
             if not moved:
                 return False
-            conn.execute(sa.insert(attempts_table).values(
-                request_id=request_id, batch=record.batch, attempt=record.attempts_before + 1,
-                status=record.status, task_id=record.task_id, error_kind=record.error_kind,
-                error_message=record.error_message, seed=record.request.get("seed"),
-                seed_used=record.seed_used, tokens=record.tokens,
-                cost_usd_estimated=record.cost_usd_estimated, cost_usd=record.cost_usd,
-                submitted_at=record.submitted_at, completed_at=record.completed_at,
-                sandbox=record.sandbox, run_id=record.run_id, archived_at=time.time(),
-                video_uri=record.video_uri, qc_status=record.qc_status,
-                qc_reasons=record.qc_reasons, qc_first_ssim=record.qc_first_ssim,
-                outcome_json=_outcome_json(record),
-            ))  # fmt: skip
+            _archive(conn, record)
             if request is not None:
                 conn.execute(
                     sa.update(requests_table)
@@ -504,18 +510,7 @@ class StateStore:
             if not moved:
                 return False
             conn.execute(sa.delete(attempts_table).where(a.id == best.id))
-            conn.execute(sa.insert(attempts_table).values(
-                request_id=request_id, batch=record.batch, attempt=record.attempts_before + 1,
-                status=record.status, task_id=record.task_id, error_kind=record.error_kind,
-                error_message=record.error_message, seed=record.request.get("seed"),
-                seed_used=record.seed_used, tokens=record.tokens,
-                cost_usd_estimated=record.cost_usd_estimated, cost_usd=record.cost_usd,
-                submitted_at=record.submitted_at, completed_at=record.completed_at,
-                sandbox=record.sandbox, run_id=record.run_id, archived_at=time.time(),
-                video_uri=record.video_uri, qc_status=record.qc_status,
-                qc_reasons=record.qc_reasons, qc_first_ssim=record.qc_first_ssim,
-                outcome_json=_outcome_json(record),
-            ))  # fmt: skip
+            _archive(conn, record)
             conn.execute(
                 sa.update(requests_table)
                 .where(_R.request_id == request_id)
