@@ -68,13 +68,21 @@ def why_wait(
     """Take the provider's lock row (and the budgets' one, with caps) and tell whether one more
     request fits its limit of tasks in flight and every cap: None if it does, else why it waits."""
     limit = min(max_in_flight, lock_provider(conn, provider) or max_in_flight)
-    active = conn.execute(_AT_PROVIDER_COUNT, {"provider": provider}).scalar_one()
+    if not caps:
+        active = conn.execute(_AT_PROVIDER_COUNT, {"provider": provider}).scalar_one()
+        return (
+            f"{provider} has {active} tasks in flight (limit {limit})" if active >= limit else None
+        )
+    lock_provider(conn, BUDGET_LOCK)  # caps span providers: one claim at a time
+    # Read after both locks, in one statement (one round trip, one snapshot): the tasks in flight,
+    # then what each cap has committed.
+    active, *spent_by_cap = conn.execute(
+        sa.select(_AT_PROVIDER_COUNT.scalar_subquery(), *(_spent(cap) for cap in caps)),
+        {"provider": provider},
+    ).one()
     if active >= limit:
         return f"{provider} has {active} tasks in flight (limit {limit})"
-    if caps:
-        lock_provider(conn, BUDGET_LOCK)  # caps span providers: one claim at a time
-    for cap in caps:
-        spent = spend(conn, cap)
+    for cap, spent in zip(caps, spent_by_cap, strict=True):
         if spent + reservation_usd > cap.limit_usd + 1e-9:
             return (
                 f"{cap.label} spend cap ${cap.limit_usd:.2f} would be exceeded "
@@ -136,6 +144,11 @@ def spend(conn: Connection, cap: SpendCap) -> float:
     """Money committed within a cap's scope: actual cost of finished requests and of the earlier
     attempts of retried ones, plus the estimate of every request still in flight (reserved until
     it ends)."""
+    return float(conn.execute(sa.select(_spent(cap))).scalar_one())
+
+
+def _spent(cap: SpendCap) -> sa.ScalarSelect[float]:
+    """`spend` as an expression, for a query that reads it beside other figures."""
     c = requests_table.c
     scope = _scope(cap, c.submitted_at, c.batch, c.run_id)
     a = attempts_table.c
@@ -154,8 +167,7 @@ def spend(conn: Connection, cap: SpendCap) -> float:
         else_=0.0,
     )
     now = sa.select(sa.func.coalesce(sa.func.sum(committed), 0.0)).where(*scope).scalar_subquery()
-    total = conn.execute(sa.select(now + earlier)).scalar_one()
-    return float(total)
+    return sa.select(now + earlier).scalar_subquery()
 
 
 def _scope(

@@ -249,6 +249,29 @@ def _compare_and_set(columns: tuple[str, ...]) -> sa.Update:
     )
 
 
+@functools.cache
+def _compare_and_set_logged(columns: tuple[str, ...]) -> sa.Insert:
+    """The compare-and-set and its transition row as one statement (PostgreSQL): the row is
+    inserted from what the update returns, so only when the request moved. One round trip instead
+    of two, and a move needs no transaction of its own (BENCHMARKS.md, pg_submission)."""
+    t = transitions_table.c
+    moved = _compare_and_set(columns).returning(_R.request_id).cte("moved")
+    return (
+        sa.insert(transitions_table)
+        .from_select(
+            ["request_id", "from_status", "to_status", "at", "detail"],
+            sa.select(
+                moved.c.request_id,
+                sa.bindparam("key_status", type_=t.from_status.type),
+                sa.bindparam("to_status", type_=t.to_status.type),
+                sa.bindparam("at", type_=t.at.type),
+                sa.bindparam("detail", type_=t.detail.type),
+            ),
+        )
+        .returning(t.id)
+    )  # a row when the request moved (the driver's rowcount of an INSERT is -1)
+
+
 class StateStore:
     """SQLAlchemy-backed; SQLite under the data directory by default, any SQLAlchemy URL otherwise."""
 
@@ -267,6 +290,11 @@ class StateStore:
         )
         if not is_sqlite:
             ping_when_idle(self.engine, IDLE_PING_S)
+        # PostgreSQL writes a move and its transition row in one statement, atomic by itself, so a
+        # move outside a larger transaction runs in autocommit: one round trip, not BEGIN,
+        # UPDATE, INSERT and COMMIT (BENCHMARKS.md, pg_submission). Other databases: a transaction.
+        self._one_statement_moves = self.engine.dialect.name == "postgresql"
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         if is_sqlite:
             # WAL lets the sensor read while a run writes; each write is one short transaction.
             @sa.event.listens_for(self.engine, "connect")
@@ -291,6 +319,18 @@ class StateStore:
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _move_tx(self) -> Iterator[Connection]:
+        """Where one move is made on its own: a transaction, or autocommit where a move is one
+        statement (a status read before it, for a move of several sources, changes nothing: the
+        compare-and-set still checks the status it read)."""
+        if not self._one_statement_moves:
+            with self._tx() as conn:
+                yield conn
+            return
+        with self._autocommit.connect() as conn:
             yield conn
 
     # -- writing ---------------------------------------------------------------------------------
@@ -370,7 +410,7 @@ class StateStore:
         `reason`, if given) in the transition row. False (nothing written) when the request is in
         none of the move's sources; IllegalMove when `to` is not one of its targets."""
         move.target(to)  # an illegal target raises before the transaction opens
-        with self._tx() as conn:
+        with self._move_tx() as conn:
             return self._move(conn, request_id, move, to, reason, **values)
 
     def _move(
@@ -396,7 +436,7 @@ class StateStore:
         """Move a request from one of `expected` to `to`, setting `values`, atomically with its
         transition row. False (and nothing written) when the request was not in `expected`;
         IllegalMove (nothing written) when the lifecycle allows no such move."""
-        with self._tx() as conn:
+        with self._move_tx() as conn:
             return self._transition(conn, request_id, expected, to, detail, **values)
 
     def _transition(
@@ -421,12 +461,16 @@ class StateStore:
                 return False
         values = {"status": to, "updated_at": now, **values}
         values = {name: _storable(name, value) for name, value in values.items()}
-        result = conn.execute(
-            _compare_and_set(tuple(sorted(values))),
-            {"key_id": request_id, "key_status": current}
-            | {f"new_{name}": value for name, value in values.items()},
-        )
-        if result.rowcount != 1:
+        columns = tuple(sorted(values))
+        keys = {"key_id": request_id, "key_status": current}
+        new = {f"new_{name}": value for name, value in values.items()}
+        if self._one_statement_moves:
+            logged = {"to_status": to, "at": now, "detail": detail}
+            return (
+                conn.execute(_compare_and_set_logged(columns), keys | new | logged).first()
+                is not None
+            )
+        if conn.execute(_compare_and_set(columns), keys | new).rowcount != 1:
             return False
         conn.execute(_ADD_TRANSITION, {"request_id": request_id, "from_status": current,
                                        "to_status": to, "at": now, "detail": detail})  # fmt: skip
