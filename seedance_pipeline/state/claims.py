@@ -68,20 +68,14 @@ def why_wait(
     """Take the provider's lock row (and the budgets' one, with caps) and tell whether one more
     request fits its limit of tasks in flight and every cap: None if it does, else why it waits."""
     limit = min(max_in_flight, lock_provider(conn, provider) or max_in_flight)
-    if not caps:
-        active = conn.execute(_AT_PROVIDER_COUNT, {"provider": provider}).scalar_one()
-        return (
-            f"{provider} has {active} tasks in flight (limit {limit})" if active >= limit else None
-        )
-    lock_provider(conn, BUDGET_LOCK)  # caps span providers: one claim at a time
-    # Read after both locks, in one statement (one round trip, one snapshot): the tasks in flight,
-    # then what each cap has committed.
-    active, *spent_by_cap = conn.execute(
-        sa.select(_AT_PROVIDER_COUNT.scalar_subquery(), *(_spent(cap) for cap in caps)),
-        {"provider": provider},
-    ).one()
-    if active >= limit:
+    active = conn.execute(_AT_PROVIDER_COUNT, {"provider": provider}).scalar_one()
+    if active >= limit:  # the common refusal, answered before the costlier sums of the caps
         return f"{provider} has {active} tasks in flight (limit {limit})"
+    if not caps:
+        return None
+    lock_provider(conn, BUDGET_LOCK)  # caps span providers: one claim at a time
+    # Every cap's spend in one statement: one round trip, one snapshot.
+    spent_by_cap = conn.execute(sa.select(*(_spent(cap) for cap in caps))).one()
     for cap, spent in zip(caps, spent_by_cap, strict=True):
         if spent + reservation_usd > cap.limit_usd + 1e-9:
             return (
