@@ -19,7 +19,13 @@ from tqdm import tqdm
 from seedance_pipeline.catalog.reading import CatalogError
 from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.polling.tick import reconciliation_pending
-from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.resources import (
+    BudgetResource,
+    CatalogResource,
+    PipelineResources,
+    SeedanceResource,
+    SubmissionResource,
+)
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.claims import start_of_utc_day
 from seedance_pipeline.state.lifecycle import ACTIVE, OPEN, TERMINAL, RequestStatus
@@ -189,36 +195,41 @@ def run_headless(
     there)."""
     logging.getLogger("dagster").setLevel(logging.WARNING)  # the progress bar and summary speak
     run_label = f"headless-{uuid.uuid4().hex[:12]}"  # one run budget for the whole command
-    resource = SeedanceResource(
-        data_dir=_absolute(data_dir),
-        catalog=_absolute(catalog),
-        daily_budget_usd=daily_budget_usd,
-        batch_budget_usd=batch_budget_usd,
-        run_budget_usd=run_budget_usd,
-        run_label=run_label,
-        sandbox_url=sandbox_url,
-        ledger_url=ledger_url,
-        videos_url=videos_url,
-        stale_submission_s=stale_submission_s,
-        poll_time_box_s=HEADLESS_POLL_TIME_BOX_S,
-        # One pass per submission step: this command runs steps one after another in process and
-        # polls every second itself, so a step that stayed would hold up the other providers.
-        submission_stay_s=0,
+    resources = PipelineResources(
+        seedance=SeedanceResource(
+            data_dir=_absolute(data_dir),
+            sandbox_url=sandbox_url,
+            ledger_url=ledger_url,
+            videos_url=videos_url,
+            stale_submission_s=stale_submission_s,
+        ),
+        seedance_catalog=CatalogResource(catalog=_absolute(catalog)),
+        seedance_budget=BudgetResource(
+            daily_budget_usd=daily_budget_usd,
+            batch_budget_usd=batch_budget_usd,
+            run_budget_usd=run_budget_usd,
+        ),
+        seedance_submission=SubmissionResource(
+            run_label=run_label,
+            poll_time_box_s=HEADLESS_POLL_TIME_BOX_S,
+            # One pass per submission step: this command runs steps one after another in process
+            # and polls every second itself, so a step that stayed would hold up the other providers.
+            submission_stay_s=0,
+        ),
     )
     try:
-        settings: PipelineSettings = resource.settings()
+        settings: PipelineSettings = resources.settings()
     except ValueError as exc:  # a location that cannot work (credentials in a URL, a bucket root)
         raise CannotProceed(str(exc)) from None
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    defs = build_definitions(resource)
+    defs = build_definitions(resources)
     instance = dg.DagsterInstance.ephemeral()
-    resources = {"seedance": resource}
 
     def execute(job_name: str, partition_key: str | None = None) -> None:
         result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance,
             partition_key=partition_key,
-            resources=resources,
+            resources=resources.by_key(),
             raise_on_error=False,
             # A run's warnings (SANDBOX, budget stops) are in the summary or the stop message.
             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
@@ -249,7 +260,7 @@ def run_headless(
     try:
         while True:
             context = dg.build_sensor_context(
-                instance=instance, resources=resources, definitions=defs, cursor=cursor
+                instance=instance, resources=resources.by_key(), definitions=defs, cursor=cursor
             )
             context.log.setLevel(logging.WARNING)  # its tick summary is for the UI, not a terminal
             result = sensor(context)

@@ -21,8 +21,26 @@ from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
 from seedance_pipeline.providers import GenerationRequest, TaskState, adapter_for
 from seedance_pipeline.providers.client import ProviderClient, ProviderConfig, Secret
 from seedance_pipeline.providers.facts import load_facts
+from seedance_pipeline.resources import PipelineResources
 from seedance_pipeline.state.schema import default_state_url
 from seedance_pipeline_tests.postgres import PostgresServer, PostgresUnavailable, postgres_server
+
+
+def pipeline_resources(base: PipelineResources | None = None, **settings: Any) -> PipelineResources:
+    """`base` (else empty resources) with each setting given put in the resource that holds it."""
+    base = base or PipelineResources()
+    changed = {}
+    for spec in dataclasses.fields(base):
+        resource = getattr(base, spec.name)
+        mine = {
+            name: settings.pop(name)
+            for name in list(settings)
+            if name in type(resource).model_fields
+        }
+        changed[spec.name] = type(resource)(**{**resource.model_dump(), **mine})
+    assert not settings, f"not a resource field: {sorted(settings)}"
+    return PipelineResources(**changed)
+
 
 # Provider lists come from facts.toml, so a provider added there is tested without editing tests.
 _PROVIDERS = load_facts().providers

@@ -20,9 +20,8 @@ from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorServer
 from seedance_pipeline.polling.poll import poll_once
 from seedance_pipeline.providers import provider_names
-from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.submission.assets import submission_assets
-from seedance_pipeline_tests.conftest import ImageFactory
+from seedance_pipeline_tests.conftest import ImageFactory, pipeline_resources
 from seedance_pipeline_tests.pipeline.conftest import write_catalog
 from seedance_pipeline_tests.postgres import PostgresServer
 
@@ -83,12 +82,12 @@ def test_an_instance_started_from_the_example_keeps_its_storage_in_postgres(
         # a pool set apart, as the README says, is stored for every machine to see
         instance.event_log_storage.set_concurrency_slots("seedance_segmind", 2)
 
-        resource = SeedanceResource(data_dir=str(tmp_path / "data"), sandbox_url=emulator.url,
-                                    catalog=str(write_catalog(tmp_path, make_image)))  # fmt: skip
+        resources = pipeline_resources(data_dir=str(tmp_path / "data"), sandbox_url=emulator.url,
+                                       catalog=str(write_catalog(tmp_path, make_image)))  # fmt: skip
         result = (
-            build_definitions(resource)
+            build_definitions(resources)
             .resolve_job_def("catalog_job")
-            .execute_in_process(instance=instance, resources={"seedance": resource})
+            .execute_in_process(instance=instance, resources=resources.by_key())
         )
         assert result.success
         run_id = result.run_id
@@ -99,4 +98,4 @@ def test_an_instance_started_from_the_example_keeps_its_storage_in_postgres(
         assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
         assert other.get_dynamic_partitions("batches") == ["alpha", "beta"]
         assert other.event_log_storage.get_concurrency_info("seedance_segmind").slot_count == 2
-    assert resource.settings().store().counts()["pending"] == 5  # the state store, on PostgreSQL
+    assert resources.settings().store().counts()["pending"] == 5  # the state store, on PostgreSQL

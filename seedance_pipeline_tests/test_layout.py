@@ -12,7 +12,7 @@ from pathlib import Path
 import grimp
 
 from seedance_pipeline.definitions import build_definitions
-from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.resources import PipelineResources, SeedanceResource
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def test_the_import_contracts_hold() -> None:
 
 
 def test_every_asset_dependency_names_a_defined_asset(tmp_path: Path) -> None:
-    defs = build_definitions(SeedanceResource(data_dir=str(tmp_path)))
+    defs = build_definitions(PipelineResources(SeedanceResource(data_dir=str(tmp_path))))
     specs = defs.resolve_all_asset_specs()
     defined = {spec.key for spec in specs}
     dangling = [(spec.key, dep.asset_key) for spec in specs for dep in spec.deps

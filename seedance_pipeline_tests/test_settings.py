@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.resources import BudgetResource, PipelineResources, SeedanceResource
 from seedance_pipeline.settings import PipelineSettings, settings_from
 from seedance_pipeline_tests.conftest import ImageFactory
 
@@ -60,12 +60,12 @@ def test_the_dagster_resource_reads_the_environment_when_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SEEDANCE_DAILY_BUDGET_USD", "-1")
-    assert SeedanceResource().settings().daily_budget_usd is None
-    assert SeedanceResource(daily_budget_usd=4).settings().daily_budget_usd == 4.0
+    assert PipelineResources().settings().daily_budget_usd is None
+    assert SeedanceResource().settings(BudgetResource(daily_budget_usd=4)).daily_budget_usd == 4.0
     monkeypatch.setenv("SEEDANCE_DAILY_BUDGET_USD", "")
-    assert SeedanceResource().settings().daily_budget_usd is None
+    assert PipelineResources().settings().daily_budget_usd is None
     monkeypatch.delenv("SEEDANCE_DAILY_BUDGET_USD")
-    assert SeedanceResource().settings().daily_budget_usd == DEFAULT_CAP
+    assert PipelineResources().settings().daily_budget_usd == DEFAULT_CAP
 
 
 def _headless(tmp_path: Path, make_image: ImageFactory, env: dict[str, str], *flags: str) -> str:

@@ -6,7 +6,7 @@ from seedance_pipeline.catalog.refresh import refresh_catalog, write_rejected_ro
 from seedance_pipeline.jobs import OWNERS
 from seedance_pipeline.metadata import tag_run
 from seedance_pipeline.partitions import batches
-from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.resources import CatalogResource, SeedanceResource
 
 
 @dg.asset(
@@ -22,9 +22,11 @@ from seedance_pipeline.resources import SeedanceResource
     ),
 )
 def image_catalog(
-    context: dg.AssetExecutionContext, seedance: SeedanceResource
+    context: dg.AssetExecutionContext,
+    seedance: SeedanceResource,
+    seedance_catalog: CatalogResource,
 ) -> dg.MaterializeResult:
-    settings = seedance.settings()
+    settings = seedance.settings(seedance_catalog)
     tag_run(context)
     plan = refresh_catalog(settings)
     new = [b for b in plan.batches if not context.instance.has_dynamic_partition(batches.name, b)]

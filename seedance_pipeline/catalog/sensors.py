@@ -7,7 +7,7 @@ from seedance_pipeline.catalog.reading import CatalogError, catalog_batch_names,
 from seedance_pipeline.jobs import catalog_job
 from seedance_pipeline.metadata import TRIGGER_TAG, short_list
 from seedance_pipeline.partitions import batches
-from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.resources import CatalogResource, SeedanceResource
 
 CATALOG_INTERVAL_S = 30
 
@@ -24,9 +24,11 @@ CATALOG_INTERVAL_S = 30
     ),
 )
 def catalog_sensor(
-    context: dg.SensorEvaluationContext, seedance: SeedanceResource
+    context: dg.SensorEvaluationContext,
+    seedance: SeedanceResource,
+    seedance_catalog: CatalogResource,
 ) -> dg.SensorResult | dg.SkipReason:
-    settings = seedance.settings()
+    settings = seedance.settings(seedance_catalog)
     registered = sorted(context.instance.get_dynamic_partitions(str(batches.name)))
     # A catalog that cannot be read fails the tick: red in the UI, with the reason on one line.
     try:

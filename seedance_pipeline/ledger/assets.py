@@ -18,7 +18,7 @@ from seedance_pipeline.ledger.summary import (
 from seedance_pipeline.ledger.write import secret_values, write_batch_ledger
 from seedance_pipeline.metadata import link, tag_run
 from seedance_pipeline.partitions import batches
-from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.resources import LedgerResource, SeedanceResource
 
 CHECKS = [
     dg.AssetCheckSpec(name, asset=LEDGER_ASSET, description=text)
@@ -72,9 +72,11 @@ FAILURES_SCHEMA = dg.TableSchema(
     ),
 )
 def batch_ledger(
-    context: dg.AssetExecutionContext, seedance: SeedanceResource
+    context: dg.AssetExecutionContext,
+    seedance: SeedanceResource,
+    seedance_ledger: LedgerResource,
 ) -> dg.MaterializeResult:
-    settings = seedance.settings()
+    settings = seedance.settings(seedance_ledger)
     tag_run(context)
     ledger = write_batch_ledger(settings, context.partition_key)
     written = read_partition(ledger.path).to_pandas()  # read back what readers will see

@@ -10,7 +10,7 @@ from seedance_pipeline.jobs import ledger_job, submit_batch_job
 from seedance_pipeline.metadata import BATCH_TAG, TRIGGER_TAG, short_list
 from seedance_pipeline.partitions import batches
 from seedance_pipeline.polling.tick import plan_tick
-from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.resources import BudgetResource, SeedanceResource, SubmissionResource
 
 ACTIVE_RUNS = [
     dg.DagsterRunStatus.QUEUED,
@@ -59,10 +59,14 @@ def _read_cursor(raw: str | None) -> tuple[float | None, dict[str, str]]:
     ),
 )
 def task_sensor(
-    context: dg.SensorEvaluationContext, seedance: SeedanceResource
+    context: dg.SensorEvaluationContext,
+    seedance: SeedanceResource,
+    seedance_budget: BudgetResource,
+    seedance_submission: SubmissionResource,
 ) -> dg.SensorResult | dg.SkipReason:
     last_count_at, ledgers_launched = _read_cursor(context.cursor)
-    plan = plan_tick(seedance.settings(), ledgers_launched, last_count_at, TASK_INTERVAL_S)
+    settings = seedance.settings(seedance_budget, seedance_submission)
+    plan = plan_tick(settings, ledgers_launched, last_count_at, TASK_INTERVAL_S)
     # A batch the catalog job has recorded but not yet registered as a partition waits a tick:
     # a run for it would fail, and its ledger is not marked launched, so it follows once registered.
     registered = set(context.instance.get_dynamic_partitions(str(batches.name)))

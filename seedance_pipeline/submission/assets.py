@@ -10,7 +10,7 @@ import dagster as dg
 from seedance_pipeline.jobs import IMAGE_CATALOG, LEDGER_ASSET, OWNERS, PROVIDERS
 from seedance_pipeline.metadata import tag_run
 from seedance_pipeline.partitions import batches
-from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.resources import BudgetResource, SeedanceResource, SubmissionResource
 from seedance_pipeline.submission.batch import submission_metadata
 from seedance_pipeline.submission.keep_busy import FollowTasks, Wave, keep_busy
 
@@ -39,11 +39,14 @@ def submission_asset(provider: str, follow: FollowTasks) -> dg.AssetsDefinition:
         ),
     )
     def _submissions(
-        context: dg.AssetExecutionContext, seedance: SeedanceResource
+        context: dg.AssetExecutionContext,
+        seedance: SeedanceResource,
+        seedance_budget: BudgetResource,
+        seedance_submission: SubmissionResource,
     ) -> Iterator[dg.MaterializeResult]:
-        settings = seedance.settings()
+        settings = seedance.settings(seedance_budget, seedance_submission)
         batch = context.partition_key
-        run_id = seedance.run_label or context.run.run_id
+        run_id = seedance_submission.run_label or context.run.run_id
         started = time.time()
 
         def on_wave(wave: Wave) -> None:

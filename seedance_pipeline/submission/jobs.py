@@ -10,7 +10,7 @@
 import dagster as dg
 from pydantic import Field
 
-from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.resources import BudgetResource, SeedanceResource
 from seedance_pipeline.submission.budget import set_ui_caps
 from seedance_pipeline.submission.retry import parse_statuses, qc_retry_requests, retry_requests
 
@@ -36,16 +36,20 @@ class RetryConfig(dg.Config):
     "kept in the state store's `attempts` table."
 )
 def retry_failed_requests(
-    context: dg.OpExecutionContext, config: RetryConfig, seedance: SeedanceResource
+    context: dg.OpExecutionContext,
+    config: RetryConfig,
+    seedance: SeedanceResource,
+    seedance_budget: BudgetResource,
 ) -> None:
+    settings = seedance.settings(seedance_budget)
     if config.qc_fail:
-        report = qc_retry_requests(seedance.settings(), config.batch, run_id=context.run_id)
+        report = qc_retry_requests(settings, config.batch, run_id=context.run_id)
     else:
         try:
             statuses = parse_statuses(config.statuses)
         except ValueError as exc:
             raise dg.Failure(str(exc)) from None
-        report = retry_requests(seedance.settings(), config.batch, statuses, run_id=context.run_id)
+        report = retry_requests(settings, config.batch, statuses, run_id=context.run_id)
     for line in report.lines():
         context.log.info(line)
     context.log.info("the task sensor submits them, polls them and rewrites the ledger")

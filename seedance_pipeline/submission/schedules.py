@@ -4,7 +4,7 @@ import dagster as dg
 
 from seedance_pipeline.jobs import submit_batch_job
 from seedance_pipeline.metadata import BATCH_TAG, TRIGGER_TAG
-from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.resources import BudgetResource, SeedanceResource
 from seedance_pipeline.submission.batch import submission_outlook
 
 
@@ -20,9 +20,11 @@ from seedance_pipeline.submission.batch import submission_outlook
     ),
 )
 def daily_outstanding_batches(
-    context: dg.ScheduleEvaluationContext, seedance: SeedanceResource
+    context: dg.ScheduleEvaluationContext,
+    seedance: SeedanceResource,
+    seedance_budget: BudgetResource,
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    outlook = submission_outlook(seedance.settings())
+    outlook = submission_outlook(seedance.settings(seedance_budget))
     if not outlook.batches:
         return dg.SkipReason(f"no batch to submit: {outlook.why_none}")
     date = context.scheduled_execution_time.strftime("%Y-%m-%d")

@@ -14,8 +14,8 @@ import pytest
 
 from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorServer
-from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline_tests.conftest import ImageFactory, image_factory
+from seedance_pipeline.resources import PipelineResources
+from seedance_pipeline_tests.conftest import ImageFactory, image_factory, pipeline_resources
 from seedance_pipeline_tests.pipeline.dagster_dev import FinishedPipeline, SharedDagsterDev
 
 SHARED_DEV = pytest.StashKey[SharedDagsterDev]()
@@ -23,7 +23,7 @@ SHARED_DEV = pytest.StashKey[SharedDagsterDev]()
 
 @dataclass
 class Pipeline:
-    resource: SeedanceResource
+    resources: PipelineResources
     defs: dg.Definitions
     instance: dg.DagsterInstance
     emulator: EmulatorServer
@@ -33,11 +33,11 @@ class Pipeline:
         return self.defs.resolve_job_def(job).execute_in_process(
             instance=self.instance,
             partition_key=partition_key,
-            resources={"seedance": self.resource},
+            resources=self.resources.by_key(),
         )
 
     def sensor(self, name: str = "task_sensor") -> dg.SensorResult | dg.SkipReason:
-        context = dg.build_sensor_context(instance=self.instance, resources={"seedance": self.resource},
+        context = dg.build_sensor_context(instance=self.instance, resources=self.resources.by_key(),
                                           definitions=self.defs)  # fmt: skip
         return self.defs.resolve_sensor_def(name)(context)  # type: ignore[no-any-return]
 
@@ -81,10 +81,10 @@ def state_backend(
 @pytest.fixture
 def pipeline(tmp_path: Path, emulator: EmulatorServer, make_image: ImageFactory) -> Pipeline:
     catalog = write_catalog(tmp_path, make_image)
-    resource = SeedanceResource(data_dir=str(tmp_path / "data"), catalog=str(catalog), sandbox_url=emulator.url,
-                                poll_time_box_s=10)  # fmt: skip
+    resources = pipeline_resources(data_dir=str(tmp_path / "data"), catalog=str(catalog),
+                                   sandbox_url=emulator.url, poll_time_box_s=10)  # fmt: skip
     return Pipeline(
-        resource, build_definitions(resource), dg.DagsterInstance.ephemeral(), emulator, catalog
+        resources, build_definitions(resources), dg.DagsterInstance.ephemeral(), emulator, catalog
     )
 
 

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from dagster._serdes import serialize_value
 
-from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.state.lifecycle import RequestStatus
 from seedance_pipeline.state.store import RequestRecord
+from seedance_pipeline_tests.conftest import pipeline_resources
 from seedance_pipeline_tests.pipeline.conftest import Pipeline
 from seedance_pipeline_tests.postgres import PostgresServer
 from seedance_pipeline_tests.state.stored import insert_as_is
@@ -36,7 +36,7 @@ def drive(pipeline: Pipeline, timeout_s: float = 60) -> list[str]:
             seen.add(request.run_key)
             pipeline.run(request.job_name or "", request.partition_key)
             launched.append(f"{request.job_name}:{request.partition_key}")
-        store = pipeline.resource.settings().store()
+        store = pipeline.resources.settings().store()
         if not fresh and not store.open_batches():
             return launched
         time.sleep(0.2)
@@ -53,7 +53,7 @@ def test_catalog_asset_records_requests_and_registers_batches(pipeline: Pipeline
     )
     assert (meta["valid"].value, meta["rejected"].value) == (5, 1)
     assert pipeline.instance.get_dynamic_partitions("batches") == ["alpha", "beta"]
-    rejects = pd.read_parquet(f"{pipeline.resource.data_dir}/rejected_rows.parquet")
+    rejects = pd.read_parquet(f"{pipeline.resources.seedance.data_dir}/rejected_rows.parquet")
     assert list(rejects["image_id"]) == ["tiny"] and "short side 120 px" in rejects["reasons"][0]
 
 
@@ -61,11 +61,11 @@ def test_catalog_sensor_launches_once_per_catalog_version(pipeline: Pipeline) ->
     first = pipeline.sensor("catalog_sensor")
     assert isinstance(first, dg.SensorResult) and len(first.run_requests or []) == 1
     context = dg.build_sensor_context(instance=pipeline.instance, cursor=first.cursor,
-                                      resources={"seedance": pipeline.resource})  # fmt: skip
+                                      resources=pipeline.resources.by_key())  # fmt: skip
     assert isinstance(pipeline.defs.resolve_sensor_def("catalog_sensor")(context), dg.SkipReason)
     pipeline.catalog.write_text(pipeline.catalog.read_text() + "wide.jpg,new,gamma,novita,2,480p\n")
     context = dg.build_sensor_context(instance=pipeline.instance, cursor=first.cursor,
-                                      resources={"seedance": pipeline.resource})  # fmt: skip
+                                      resources=pipeline.resources.by_key())  # fmt: skip
     changed = pipeline.defs.resolve_sensor_def("catalog_sensor")(context)
     assert isinstance(changed, dg.SensorResult) and changed.cursor != first.cursor
 
@@ -76,7 +76,7 @@ def test_submission_asset_submits_once_even_when_rerun_or_backfilled(pipeline: P
         pipeline.run("submit_batch_job", "alpha")
     audit = pipeline.emulator.state.audit()
     assert sorted(r.provider for r in audit) == ["modelark", "novita", "segmind"]
-    store = pipeline.resource.settings().store()
+    store = pipeline.resources.settings().store()
     by_provider = {r.provider: r.status for r in store.records(batch="alpha")}
     assert (
         by_provider["segmind"] == RequestStatus.SUCCEEDED
@@ -94,7 +94,7 @@ def test_the_sensor_finishes_every_batch_and_the_ledger_is_exact(pipeline: Pipel
     pipeline.run("catalog_job")
     launched = drive(pipeline)
     assert "submit_batch_job:alpha" in launched and "ledger_job:beta" in launched
-    ledger = pd.read_parquet(f"{pipeline.resource.data_dir}/ledger")
+    ledger = pd.read_parquet(f"{pipeline.resources.seedance.data_dir}/ledger")
     assert len(ledger) == 6 and ledger["request_id"].is_unique
     assert dict(ledger["status"].value_counts()) == {"succeeded": 5, "rejected": 1}
     audit = {r.task_id for r in pipeline.emulator.state.audit()}
@@ -124,7 +124,7 @@ def test_ledger_materialisations_carry_metadata_and_pass_their_checks(pipeline: 
     meta = result.asset_materializations_for_node("batch_ledger")[0].metadata
     assert meta["rows"].value == 3 and meta["status_succeeded"].value == 3
     assert meta["sandbox_rows"].value == 3 and meta["cost_usd"].value > 0
-    spent = pipeline.resource.settings().store().spend()  # both batches, all today
+    spent = pipeline.resources.settings().store().spend()  # both batches, all today
     assert meta["spent_today_usd"].value == round(spent, 4) and spent > meta["cost_usd"].value
     assert meta["budget_left_today_usd"].value == pytest.approx(
         25.0 - meta["spent_today_usd"].value
@@ -139,7 +139,7 @@ def test_ledger_materialisations_carry_metadata_and_pass_their_checks(pipeline: 
 def test_a_tampered_video_fails_its_check(pipeline: Pipeline) -> None:
     pipeline.run("catalog_job")
     drive(pipeline)
-    ledger = pd.read_parquet(f"{pipeline.resource.data_dir}/ledger/batch=alpha")
+    ledger = pd.read_parquet(f"{pipeline.resources.seedance.data_dir}/ledger/batch=alpha")
     with open(ledger["video_uri"].dropna().iloc[0], "ab") as video:
         video.write(b"tampered")
     checks = pipeline.run("ledger_job", "alpha").get_asset_check_evaluations()
@@ -155,12 +155,12 @@ def test_the_daily_schedule_submits_outstanding_batches_within_the_cap(pipeline:
     pipeline.run("catalog_job")
     schedule = pipeline.defs.resolve_schedule_def("daily_outstanding_batches")
     when = datetime(2026, 11, 21, 6, tzinfo=UTC)
-    context = dg.build_schedule_context(instance=pipeline.instance, resources={"seedance": pipeline.resource},
+    context = dg.build_schedule_context(instance=pipeline.instance, resources=pipeline.resources.by_key(),
                                         scheduled_execution_time=when)  # fmt: skip
     requests = schedule(context)
     assert sorted(r.partition_key or "" for r in requests) == ["alpha", "beta"]
-    broke = SeedanceResource(**{**pipeline.resource.model_dump(), "daily_budget_usd": 0.0})
-    context = dg.build_schedule_context(instance=pipeline.instance, resources={"seedance": broke},
+    broke = pipeline_resources(pipeline.resources, daily_budget_usd=0.0)
+    context = dg.build_schedule_context(instance=pipeline.instance, resources=broke.by_key(),
                                         scheduled_execution_time=when)  # fmt: skip
     assert isinstance(schedule(context), dg.SkipReason)
 
@@ -177,7 +177,7 @@ def test_the_state_store_password_never_reaches_dagster(
     wrong = sa.make_url(state_url).set(password=f"wrong-{postgres.password_marker}")
     monkeypatch.setenv("SEEDANCE_STATE_URL", wrong.render_as_string(hide_password=False))
     failed = pipeline.defs.resolve_job_def("catalog_job").execute_in_process(
-        instance=pipeline.instance, resources={"seedance": pipeline.resource}, raise_on_error=False
+        instance=pipeline.instance, resources=pipeline.resources.by_key(), raise_on_error=False
     )
     assert not failed.success
     runs = pipeline.instance.get_runs()
@@ -196,7 +196,7 @@ def test_no_daily_cap_from_the_environment_lets_the_sensor_and_schedule_submit(
 ) -> None:
     # `SEEDANCE_DAILY_BUDGET_USD=-1` once meant a cap of -1 dollars: nothing was ever launched.
     pipeline.run("catalog_job")
-    settings = pipeline.resource.settings()
+    settings = pipeline.resources.settings()
     spent = RequestRecord(request_id="spent", batch="earlier", catalog_row=0, provider="novita",
                           model="m", request={}, status=RequestStatus.SUCCEEDED, cost_usd=30.0,
                           cost_usd_estimated=30.0, submitted_at=time.time())  # fmt: skip
@@ -207,7 +207,7 @@ def test_no_daily_cap_from_the_environment_lets_the_sensor_and_schedule_submit(
         tick = pipeline.sensor()
         submits = {r.partition_key for r in getattr(tick, "run_requests", None) or []
                    if r.job_name == "submit_batch_job"}  # fmt: skip
-        context = dg.build_schedule_context(instance=pipeline.instance, resources={"seedance": pipeline.resource},
+        context = dg.build_schedule_context(instance=pipeline.instance, resources=pipeline.resources.by_key(),
                                             scheduled_execution_time=datetime(2026, 11, 21, 6, tzinfo=UTC))  # fmt: skip
         return submits, schedule(context)
 

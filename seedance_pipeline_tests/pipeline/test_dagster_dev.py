@@ -86,3 +86,27 @@ def test_dagster_dev_runs_the_pipeline_to_a_complete_ledger(finished_dagster_dev
                 if path.is_file() and path.suffix != ".mp4":
                     assert secret.encode() not in path.read_bytes(), path
         assert secret not in dev.log.read_text()
+
+
+LAUNCHPAD = """{ runConfigSchemaOrError(selector: {repositoryLocationName: "seedance_pipeline",
+  repositoryName: "__repository__", pipelineName: "submit_batch_job"}) { ... on RunConfigSchema {
+  rootConfigType { key } allConfigTypes { key ... on CompositeConfigType {
+  fields { name description configTypeKey } } } } } }"""
+
+
+@pytest.mark.timeout(420)
+def test_the_ui_launchpad_of_submit_batch_job_offers_only_its_own_described_settings(
+    finished_dagster_dev: FinishedPipeline,
+) -> None:
+    schema = graphql(finished_dagster_dev.dev.url, LAUNCHPAD)["data"]["runConfigSchemaOrError"]
+    types = {
+        t["key"]: {f["name"]: f for f in t.get("fields") or []} for t in schema["allConfigTypes"]
+    }
+    resources = types[types[schema["rootConfigType"]["key"]]["resources"]["configTypeKey"]]
+    offered = {key: types[types[field["configTypeKey"]]["config"]["configTypeKey"]]
+               for key, field in resources.items() if key != "io_manager"}  # fmt: skip
+    assert set(offered) == {"seedance", "seedance_budget", "seedance_submission"}
+    names = {name for fields in offered.values() for name in fields}
+    assert {"daily_budget_usd", "submission_stay_s"} <= names
+    assert not names & {"catalog", "default_provider", "max_failure_share"}
+    assert all(f["description"] for fields in offered.values() for f in fields.values())

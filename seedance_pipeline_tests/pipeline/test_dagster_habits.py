@@ -13,7 +13,6 @@ import dagster as dg
 from PIL import Image
 
 from seedance_pipeline.jobs import LEDGER_ASSET, OWNERS, SUBMISSION_ASSETS
-from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline_tests.pipeline.conftest import Pipeline
 from seedance_pipeline_tests.pipeline.test_assets_and_sensors import drive
 
@@ -41,7 +40,7 @@ def test_runs_are_tagged_with_batch_providers_and_trigger(pipeline: Pipeline) ->
     assert tags["seedance/providers"] == "modelark,novita,segmind"  # alpha's providers
 
     backfill = pipeline.defs.resolve_job_def("submit_batch_job").execute_in_process(
-        instance=pipeline.instance, partition_key="beta", resources={"seedance": pipeline.resource},
+        instance=pipeline.instance, partition_key="beta", resources=pipeline.resources.by_key(),
         tags={"dagster/backfill": "abcdefgh"},
     )  # fmt: skip
     tags = pipeline.instance.get_run_by_id(backfill.run_id).tags  # type: ignore[union-attr]
@@ -69,7 +68,7 @@ def test_submission_assets_are_materialised_only_for_providers_with_requests(
     everything = dg.materialize(
         list(pipeline.defs.assets or []),  # type: ignore[arg-type]
         selection=[*SUBMISSION_ASSETS, LEDGER_ASSET], partition_key="beta",
-        instance=pipeline.instance, resources={"seedance": pipeline.resource},
+        instance=pipeline.instance, resources=pipeline.resources.by_key(),
     )  # fmt: skip
     done = {m.asset_key.to_user_string() for m in everything.get_asset_materialization_events()
             for m in [m.event_specific_data.materialization]}  # type: ignore[union-attr]  # fmt: skip
@@ -95,14 +94,3 @@ def test_the_ledger_and_report_runs_say_what_they_did_and_show_the_sheet_at_full
     shown = Image.open(io.BytesIO(base64.b64decode(encoded.group(1))))
     sheet = Image.open(str(meta["contact_sheet"].value))
     assert shown.size == sheet.size  # every pixel of the sheet, not the shrunk preview
-
-
-def test_every_resource_field_says_what_it_is_for() -> None:
-    """Every job's launchpad shows the whole resource: each field says which job reads it."""
-    fields = SeedanceResource.model_fields
-    assert fields and all(field.description for field in fields.values())
-    catalog_only = [name for name in fields if name.startswith("default_")]
-    assert catalog_only and all(
-        (fields[name].description or "").startswith("catalog_job only") for name in catalog_only
-    )
-    assert "set_budget_job" in (fields["daily_budget_usd"].description or "")

@@ -67,7 +67,7 @@ def test_a_restart_keeps_the_runs_and_a_current_ledger_is_not_launched_again(
     main(["dev", "--home", str(home), "--prepare-only"])
     with dg.DagsterInstance.from_config(str(home)) as instance:
         p = Pipeline(
-            pipeline.resource, pipeline.defs, instance, pipeline.emulator, pipeline.catalog
+            pipeline.resources, pipeline.defs, instance, pipeline.emulator, pipeline.catalog
         )
         p.run("catalog_job")
         drive(p)
@@ -75,9 +75,9 @@ def test_a_restart_keeps_the_runs_and_a_current_ledger_is_not_launched_again(
         assert isinstance(first, dg.SensorResult)
         for request in first.run_requests or []:
             assert request.job_name == "ledger_job" and request.run_key
-            build_definitions(p.resource).resolve_job_def("ledger_job").execute_in_process(
+            build_definitions(p.resources).resolve_job_def("ledger_job").execute_in_process(
                 instance=instance, partition_key=request.partition_key,
-                resources={"seedance": p.resource}, tags={RUN_KEY: request.run_key},
+                resources=p.resources.by_key(), tags={RUN_KEY: request.run_key},
             )  # fmt: skip
         asked = {r.run_key for r in first.run_requests or []}
         assert len(asked) == 2
@@ -89,7 +89,7 @@ def test_a_restart_keeps_the_runs_and_a_current_ledger_is_not_launched_again(
         assert asked <= kept
         assert sorted(restarted.get_dynamic_partitions("batches")) == ["alpha", "beta"]
         p = Pipeline(
-            pipeline.resource, pipeline.defs, restarted, pipeline.emulator, pipeline.catalog
+            pipeline.resources, pipeline.defs, restarted, pipeline.emulator, pipeline.catalog
         )
         again = p.sensor()
         assert isinstance(again, dg.SensorResult)

@@ -48,16 +48,16 @@ def test_ledger_metadata_and_batch_report_show_the_batch(pipeline: Pipeline) -> 
     pipeline.run("catalog_job")
     launched = drive(pipeline)
     assert "ledger_job:alpha" in launched and "ledger_job:beta" in launched
-    reports = Path(pipeline.resource.settings().reports_url)
+    reports = Path(pipeline.resources.settings().reports_url)
     # The runs the task sensor launched for the ledger drew the report too.
     for batch in ("alpha", "beta"):
         assert (reports / f"batch={batch}" / "contact_sheet.png").is_file()
         assert (reports / f"batch={batch}" / "chart.png").is_file()
 
     result = pipeline.run("ledger_job", "alpha")
-    ledger = pd.read_parquet(f"{pipeline.resource.data_dir}/ledger/batch=alpha").sort_values(
-        "catalog_row"
-    )
+    ledger = pd.read_parquet(
+        f"{pipeline.resources.seedance.data_dir}/ledger/batch=alpha"
+    ).sort_values("catalog_row")
     meta = result.asset_materializations_for_node("batch_ledger")[0].metadata
     assert meta["by_status"].value == {"succeeded": 2, "failed": 1}
     assert (meta["status_succeeded"].value, meta["status_failed"].value) == (2, 1)
@@ -121,7 +121,7 @@ def test_ledger_metadata_and_batch_report_show_the_batch(pipeline: Pipeline) -> 
         rejected.data["error_kind"] == "invalid_request" and rejected.data["statuses"] == "rejected"
     )
     assert "short side 120 px" in rejected.data["example_message"]
-    beta_ledger = pd.read_parquet(f"{pipeline.resource.data_dir}/ledger/batch=beta")
+    beta_ledger = pd.read_parquet(f"{pipeline.resources.seedance.data_dir}/ledger/batch=beta")
     with Image.open(reports / "batch=beta" / "contact_sheet.png") as opened:
         sheet = np.asarray(opened.convert("RGB")).astype(float)
     assert sheet.shape[:2] == (HEADER_H + TILE_H, 3 * TILE_W)

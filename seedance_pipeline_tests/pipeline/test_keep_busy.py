@@ -15,9 +15,8 @@ import pandas as pd
 
 from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
-from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.state.lifecycle import RequestStatus
-from seedance_pipeline_tests.conftest import ImageFactory
+from seedance_pipeline_tests.conftest import ImageFactory, pipeline_resources
 from seedance_pipeline_tests.pipeline.conftest import Pipeline
 
 # AI/ML API: 10 tasks in flight (facts.toml), which the emulator holds it to as well.
@@ -46,9 +45,9 @@ def pipeline_with(
 ) -> Iterator[Pipeline]:
     with EmulatorServer(EmulatorConfig(queued_s=0, running_s=running_s)) as emulator:
         path = catalog(tmp_path, make_image, rows)
-        resource = SeedanceResource(data_dir=str(tmp_path / "data"), catalog=str(path),
-                                    sandbox_url=emulator.url, poll_time_box_s=10, **fields)  # fmt: skip
-        p = Pipeline(resource, build_definitions(resource), dg.DagsterInstance.ephemeral(),
+        resources = pipeline_resources(data_dir=str(tmp_path / "data"), catalog=str(path),
+                                       sandbox_url=emulator.url, poll_time_box_s=10, **fields)  # fmt: skip
+        p = Pipeline(resources, build_definitions(resources), dg.DagsterInstance.ephemeral(),
                      emulator, path)  # fmt: skip
         p.run("catalog_job")
         yield p
@@ -67,7 +66,7 @@ def test_one_submission_run_submits_as_its_own_tasks_free_slots_and_records_each
     with pipeline_with(tmp_path, make_image, {"waves": 25}, running_s=1.0) as p:
         p.run("submit_batch_job", "waves")  # no sensor tick in between
 
-        store = p.resource.settings().store()
+        store = p.resources.settings().store()
         assert {r.status for r in store.records(batch="waves")} == {RequestStatus.SUCCEEDED}
         audit = sorted(p.emulator.state.audit("aimlapi"), key=lambda r: r.created_at)
         assert len(audit) == 25  # each request once
@@ -96,10 +95,10 @@ def test_a_submission_run_ends_at_once_when_other_batches_hold_every_slot(
     rows = {"first": LIMIT, "second": 3}
     with pipeline_with(tmp_path, make_image, rows, running_s=120, submission_stay_s=0) as p:
         p.run("submit_batch_job", "first")  # one pass: ten tasks of two minutes in flight
-        staying = SeedanceResource(**{**p.resource.model_dump(), "submission_stay_s": 600})
+        staying = pipeline_resources(p.resources, submission_stay_s=600)
         started = time.monotonic()
         p.defs.resolve_job_def("submit_batch_job").execute_in_process(
-            instance=p.instance, partition_key="second", resources={"seedance": staying}
+            instance=p.instance, partition_key="second", resources=staying.by_key()
         )
         assert time.monotonic() - started < 30  # not the stay of ten minutes
         done = materialization(p, "second")

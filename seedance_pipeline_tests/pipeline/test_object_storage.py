@@ -16,8 +16,7 @@ from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorServer
 from seedance_pipeline.ledger.checks import ledger_checks
 from seedance_pipeline.ledger.write import secret_values
-from seedance_pipeline.resources import SeedanceResource
-from seedance_pipeline_tests.conftest import S3, S3_SECRET, ImageFactory
+from seedance_pipeline_tests.conftest import S3, S3_SECRET, ImageFactory, pipeline_resources
 from seedance_pipeline_tests.pipeline.conftest import Pipeline, write_catalog
 from seedance_pipeline_tests.pipeline.test_assets_and_sensors import drive
 from seedance_pipeline_tests.pipeline.test_headless import run
@@ -76,10 +75,9 @@ def test_the_headless_command_keeps_ledger_and_videos_on_s3(
 
 @pytest.fixture
 def s3_pipeline(pipeline: Pipeline, s3: S3) -> Pipeline:
-    resource = SeedanceResource(**{**pipeline.resource.model_dump(),
-                                   "ledger_url": s3.url("seedance", "ledger"),
-                                   "videos_url": s3.url("seedance", "videos")})  # fmt: skip
-    return Pipeline(resource, build_definitions(resource), pipeline.instance, pipeline.emulator,
+    resources = pipeline_resources(pipeline.resources, ledger_url=s3.url("seedance", "ledger"),
+                                   videos_url=s3.url("seedance", "videos"))  # fmt: skip
+    return Pipeline(resources, build_definitions(resources), pipeline.instance, pipeline.emulator,
                     pipeline.catalog)  # fmt: skip
 
 
@@ -102,7 +100,7 @@ def test_dagster_materialises_the_ledger_on_s3_and_its_checks_read_it_there(
     ledger = pd.read_parquet(ledger_url)
     assert len(ledger) == 6
     assert_videos_verified_on_s3(ledger, videos_url)
-    assert not Path(s3_pipeline.resource.data_dir, "ledger").exists()
+    assert not Path(s3_pipeline.resources.seedance.data_dir, "ledger").exists()
     kept = ledger[ledger["status"] == "succeeded"]
     assert (kept["qc_status"] == "pass").all() and (kept["qc_frames"] > 0).all()  # QC read S3
 

@@ -13,8 +13,8 @@ from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorServer
 from seedance_pipeline.emulator.state import Faults
 from seedance_pipeline.ledger.summary import cost_per_passing_clip
-from seedance_pipeline.resources import SeedanceResource
 from seedance_pipeline.settings import settings_from
+from seedance_pipeline_tests.conftest import pipeline_resources
 from seedance_pipeline_tests.pipeline.test_retry import command, ledger
 from seedance_pipeline_tests.pipeline.test_video_qc import textured
 
@@ -149,9 +149,11 @@ def test_retry_job_with_qc_fail_sends_the_failed_video_back_with_a_new_seed(
     failing = {r.request_id for r in store.qc_failures("b")}
     assert len(failing) == 2
 
-    resource = SeedanceResource(data_dir=str(data), catalog=str(catalog), sandbox_url=emulator.url)
-    result = build_definitions(resource).resolve_job_def("retry_job").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), resources={"seedance": resource},
+    resources = pipeline_resources(
+        data_dir=str(data), catalog=str(catalog), sandbox_url=emulator.url
+    )
+    result = build_definitions(resources).resolve_job_def("retry_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), resources=resources.by_key(),
         run_config={"ops": {"retry_failed_requests": {"config": {"batch": "b", "qc_fail": True}}}},
     )  # fmt: skip
     assert result.success

@@ -17,10 +17,10 @@ from seedance_pipeline.catalog.refresh import refresh_catalog
 from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorConfig, EmulatorServer
 from seedance_pipeline.jobs import PROVIDERS
-from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline.resources import PipelineResources
 from seedance_pipeline.state.store import StateStoreUnavailable
 from seedance_pipeline.submission.batch import submission_outlook
-from seedance_pipeline_tests.conftest import ImageFactory
+from seedance_pipeline_tests.conftest import ImageFactory, pipeline_resources
 from seedance_pipeline_tests.pipeline.conftest import Pipeline
 from seedance_pipeline_tests.pipeline.test_assets_and_sensors import drive
 from seedance_pipeline_tests.postgres import PostgresServer
@@ -32,14 +32,14 @@ def test_the_task_sensor_launches_each_ledger_once_then_says_it_has_nothing_to_d
     pipeline.run("catalog_job")
     drive(pipeline)
     sensor = pipeline.defs.resolve_sensor_def("task_sensor")
-    context = dg.build_sensor_context(instance=pipeline.instance, resources={"seedance": pipeline.resource})  # fmt: skip
+    context = dg.build_sensor_context(instance=pipeline.instance, resources=pipeline.resources.by_key())  # fmt: skip
     first = sensor(
         context
     )  # no cursor yet: every finished batch's ledger is asked for (by run key)
     assert isinstance(first, dg.SensorResult)
     assert sorted(r.partition_key or "" for r in first.run_requests or []) == ["alpha", "beta"]
     context = dg.build_sensor_context(instance=pipeline.instance, cursor=first.cursor,
-                                      resources={"seedance": pipeline.resource})  # fmt: skip
+                                      resources=pipeline.resources.by_key())  # fmt: skip
     second = sensor(context)
     assert isinstance(second, dg.SkipReason)
     message = second.skip_message or ""
@@ -61,10 +61,10 @@ def test_the_task_sensor_skip_reason_counts_what_it_polled_and_what_went_out(
     # Tasks that take a minute, and a submission run that does not stay for them: the tick below
     # sees them all in flight.
     with EmulatorServer(EmulatorConfig(queued_s=0.1, running_s=60)) as emulator:
-        resource = SeedanceResource(data_dir=str(tmp_path / "data"), catalog=str(catalog),
-                                    sandbox_url=emulator.url, poll_time_box_s=10,
-                                    submission_stay_s=0)  # fmt: skip
-        p = Pipeline(resource, build_definitions(resource), dg.DagsterInstance.ephemeral(),
+        resources = pipeline_resources(data_dir=str(tmp_path / "data"), catalog=str(catalog),
+                                       sandbox_url=emulator.url, poll_time_box_s=10,
+                                       submission_stay_s=0)  # fmt: skip
+        p = Pipeline(resources, build_definitions(resources), dg.DagsterInstance.ephemeral(),
                      emulator, catalog)  # fmt: skip
         p.run("catalog_job")
         p.run("submit_batch_job", "slow")
@@ -79,11 +79,11 @@ def test_the_task_sensor_skip_reason_counts_what_it_polled_and_what_went_out(
 def test_the_catalog_sensor_names_the_batches_or_says_why_it_skipped(pipeline: Pipeline) -> None:
     sensor = pipeline.defs.resolve_sensor_def("catalog_sensor")
     first = sensor(dg.build_sensor_context(instance=pipeline.instance,
-                                           resources={"seedance": pipeline.resource}))  # fmt: skip
+                                           resources=pipeline.resources.by_key()))  # fmt: skip
     assert isinstance(first, dg.SensorResult) and len(first.run_requests or []) == 1
     pipeline.run("catalog_job")
     unchanged = sensor(dg.build_sensor_context(instance=pipeline.instance, cursor=first.cursor,
-                                               resources={"seedance": pipeline.resource}))  # fmt: skip
+                                               resources=pipeline.resources.by_key()))  # fmt: skip
     assert isinstance(unchanged, dg.SkipReason)
     assert "catalog unchanged" in (unchanged.skip_message or "")
     assert "2 batches registered: alpha, beta" in (unchanged.skip_message or "")
@@ -92,13 +92,13 @@ def test_the_catalog_sensor_names_the_batches_or_says_why_it_skipped(pipeline: P
     pipeline.catalog.write_text("picture,prompt\nwide.jpg,waves\n")
     with pytest.raises(CatalogError, match=r"cannot be read: .*'image' is missing") as broken:
         sensor(dg.build_sensor_context(instance=pipeline.instance, cursor=first.cursor,
-                                       resources={"seedance": pipeline.resource}))  # fmt: skip
+                                       resources=pipeline.resources.by_key()))  # fmt: skip
     assert "\n" not in str(broken.value) and broken.value.__cause__ is None
 
     pipeline.catalog.unlink()
     with pytest.raises(CatalogError, match="no catalog at"):
         sensor(dg.build_sensor_context(instance=pipeline.instance, cursor=first.cursor,
-                                       resources={"seedance": pipeline.resource}))  # fmt: skip
+                                       resources=pipeline.resources.by_key()))  # fmt: skip
 
 
 def test_the_task_sensor_never_asks_for_a_batch_not_yet_registered(pipeline: Pipeline) -> None:
@@ -108,16 +108,16 @@ def test_the_task_sensor_never_asks_for_a_batch_not_yet_registered(pipeline: Pip
     catalog = pd.read_csv(pipeline.catalog)
     gamma = {"image": "tiny.png", "prompt": "too small", "batch": "gamma", "provider": "novita"}
     pd.concat([catalog, pd.DataFrame([gamma])]).to_csv(pipeline.catalog, index=False)
-    refresh_catalog(pipeline.resource.settings())
+    refresh_catalog(pipeline.resources.settings())
     sensor = pipeline.defs.resolve_sensor_def("task_sensor")
-    context = dg.build_sensor_context(instance=pipeline.instance, resources={"seedance": pipeline.resource})  # fmt: skip
+    context = dg.build_sensor_context(instance=pipeline.instance, resources=pipeline.resources.by_key())  # fmt: skip
     early = sensor(context)
     assert isinstance(early, dg.SkipReason), early
     assert "not yet registered by catalog_job: alpha, beta, gamma" in (early.skip_message or "")
     pipeline.instance.add_dynamic_partitions("batches", ["alpha", "beta", "gamma"])
     # The next tick, with the cursor the first one left: gamma's ledger was not marked launched.
     context = dg.build_sensor_context(instance=pipeline.instance, cursor=context.cursor,
-                                      resources={"seedance": pipeline.resource})  # fmt: skip
+                                      resources=pipeline.resources.by_key())  # fmt: skip
     registered = sensor(context)
     assert isinstance(registered, dg.SensorResult)
     launched = {(r.job_name, r.partition_key) for r in registered.run_requests or []}
@@ -151,14 +151,14 @@ def test_every_skip_says_whether_the_budget_is_spent_nothing_is_pending_or_no_sl
     pipeline.run("catalog_job")
     schedule = pipeline.defs.resolve_schedule_def("daily_outstanding_batches")
 
-    def skip_of(resource: SeedanceResource) -> str:
-        context = dg.build_schedule_context(instance=pipeline.instance, resources={"seedance": resource},
+    def skip_of(resources: PipelineResources) -> str:
+        context = dg.build_schedule_context(instance=pipeline.instance, resources=resources.by_key(),
                                             scheduled_execution_time=datetime(2026, 11, 21, 6, tzinfo=UTC))  # fmt: skip
         result = schedule(context)
         assert isinstance(result, dg.SkipReason), result
         return result.skip_message or ""
 
-    broke = SeedanceResource(**{**pipeline.resource.model_dump(), "daily_budget_usd": 0.0})
+    broke = pipeline_resources(pipeline.resources, daily_budget_usd=0.0)
     assert "today's budget of $0.00 is spent" in skip_of(broke)
     tick = Pipeline(
         broke, pipeline.defs, pipeline.instance, pipeline.emulator, pipeline.catalog
@@ -166,12 +166,12 @@ def test_every_skip_says_whether_the_budget_is_spent_nothing_is_pending_or_no_sl
     assert isinstance(tick, dg.SkipReason)
     assert "no submission: today's budget of $0.00 is spent" in (tick.skip_message or "")
 
-    full = submission_outlook(dataclasses.replace(pipeline.resource.settings(),
+    full = submission_outlook(dataclasses.replace(pipeline.resources.settings(),
                                                   max_in_flight={p: 0 for p in PROVIDERS}))  # fmt: skip
     assert full.batches == [] and full.why_none.startswith("no free slot (in flight: aimlapi 0/0")
 
     drive(pipeline)  # everything submitted and finished
-    assert skip_of(pipeline.resource) == "no batch to submit: nothing pending"
+    assert skip_of(pipeline.resources) == "no batch to submit: nothing pending"
 
 
 @pytest.mark.parametrize("state_url", ["postgresql"], indirect=True)

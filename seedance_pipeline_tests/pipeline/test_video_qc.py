@@ -22,7 +22,7 @@ from PIL import Image
 
 from seedance_pipeline.definitions import build_definitions
 from seedance_pipeline.emulator import EmulatorServer
-from seedance_pipeline.resources import SeedanceResource
+from seedance_pipeline_tests.conftest import pipeline_resources
 from seedance_pipeline_tests.pipeline.conftest import Pipeline
 from seedance_pipeline_tests.pipeline.test_assets_and_sensors import drive
 
@@ -65,10 +65,10 @@ def qc_pipeline(tmp_path: Path, emulator: EmulatorServer) -> Pipeline:
     for provider, (kind, _) in BAD.items():  # through the emulator's admin API
         answer = httpx.put(f"{emulator.url}/_emulator/faults/{provider}", json={"bad_video": kind})
         answer.raise_for_status()
-    resource = SeedanceResource(data_dir=str(tmp_path / "data"), catalog=str(catalog),
-                                sandbox_url=emulator.url, poll_time_box_s=20)  # fmt: skip
+    resources = pipeline_resources(data_dir=str(tmp_path / "data"), catalog=str(catalog),
+                                   sandbox_url=emulator.url, poll_time_box_s=20)  # fmt: skip
     return Pipeline(
-        resource, build_definitions(resource), dg.DagsterInstance.ephemeral(), emulator, catalog
+        resources, build_definitions(resources), dg.DagsterInstance.ephemeral(), emulator, catalog
     )
 
 
@@ -77,7 +77,7 @@ def test_bad_videos_fail_qc_with_their_reason_and_good_ones_pass(
 ) -> None:
     qc_pipeline.run("catalog_job")
     drive(qc_pipeline, timeout_s=120)
-    ledger = pd.read_parquet(f"{qc_pipeline.resource.data_dir}/ledger/batch=qc")
+    ledger = pd.read_parquet(f"{qc_pipeline.resources.seedance.data_dir}/ledger/batch=qc")
     assert (ledger["status"] == "succeeded").all()  # QC never changes a status
     by_provider = ledger.set_index("provider")
     for provider, (kind, reason) in BAD.items():
@@ -114,7 +114,9 @@ def test_bad_videos_fail_qc_with_their_reason_and_good_ones_pass(
     assert report["cost_per_passing_clip_usd"].value == pytest.approx(ledger["cost_usd"].sum() / 2)
 
     # The contact sheet marks the failures: a red frame around each failing tile.
-    sheet = Image.open(f"{qc_pipeline.resource.data_dir}/reports/batch=qc/contact_sheet.png")
+    sheet = Image.open(
+        f"{qc_pipeline.resources.seedance.data_dir}/reports/batch=qc/contact_sheet.png"
+    )
     red = np.all(np.asarray(sheet.convert("RGB")) == (235, 40, 40), axis=-1)
     assert red.sum() > 4 * 4 * 2 * 300  # four tiles framed (each frame well over 300 px long)
     artifacts = Path(ARTIFACTS) if ARTIFACTS else tmp_path / "artifacts"
@@ -124,7 +126,7 @@ def test_bad_videos_fail_qc_with_their_reason_and_good_ones_pass(
     # The dataset export: the passing videos and a manifest pandas and DuckDB read back.
     out = tmp_path / "dataset"
     done = subprocess.run(
-        [EXE, "export", "--data-dir", qc_pipeline.resource.data_dir, "--out", f"file://{out}"],
+        [EXE, "export", "--data-dir", qc_pipeline.resources.seedance.data_dir, "--out", f"file://{out}"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -145,7 +147,7 @@ def test_bad_videos_fail_qc_with_their_reason_and_good_ones_pass(
     assert simple <= {"string", "int64", "double", "bool"}, simple  # plain types for `datasets`
 
     failed = subprocess.run(
-        [EXE, "export", "--data-dir", qc_pipeline.resource.data_dir, "--out", str(tmp_path / "all"),
+        [EXE, "export", "--data-dir", qc_pipeline.resources.seedance.data_dir, "--out", str(tmp_path / "all"),
          "--qc", "pass,fail"], capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert failed.returncode == 0 and "exported 6 videos" in failed.stdout, failed.stderr
