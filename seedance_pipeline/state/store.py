@@ -196,6 +196,12 @@ def _archive(conn: Connection, record: RequestRecord) -> None:
     ))  # fmt: skip
 
 
+def _read(conn: Connection, request_id: str) -> RequestRecord | None:
+    """One request as stored, read on `conn` (inside the caller's transaction, if any)."""
+    row = conn.execute(sa.select(requests_table).where(_R.request_id == request_id)).one_or_none()
+    return RequestRecord.from_row(row) if row is not None else None
+
+
 def _outcome_json(record: RequestRecord) -> str:
     """An attempt's outcome columns and its request, as `keep_best_attempt` restores them."""
     outcome: dict[str, Any] = {name: getattr(record, name) for name in _ATTEMPT_OUTCOME}
@@ -486,12 +492,9 @@ class StateStore:
         the move's sources (another retry got there first)."""
         move.target()
         with self._tx() as conn:
-            row = conn.execute(
-                sa.select(requests_table).where(_R.request_id == request_id)
-            ).one_or_none()
-            if row is None:
+            record = _read(conn, request_id)
+            if record is None:
                 return False
-            record = RequestRecord.from_row(row)
             if record.status not in move.sources:
                 return False
             if move is Move.QC_RETRY and record.qc_status != "fail":
@@ -520,12 +523,9 @@ class StateStore:
         is the best attempt while `attempts` and the total cost still count every one."""
         a = attempts_table.c
         with self._tx() as conn:
-            row = conn.execute(
-                sa.select(requests_table).where(_R.request_id == request_id)
-            ).one_or_none()
-            if row is None:
+            record = _read(conn, request_id)
+            if record is None:
                 return False
-            record = RequestRecord.from_row(row)
             if record.status != RequestStatus.SUCCEEDED or record.qc_status is None:
                 return False
             archived = conn.execute(
@@ -664,10 +664,7 @@ class StateStore:
 
     def get(self, request_id: str) -> RequestRecord | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(requests_table).where(requests_table.c.request_id == request_id)
-            ).one_or_none()
-        return RequestRecord.from_row(row) if row is not None else None
+            return _read(conn, request_id)
 
     def records(
         self,
