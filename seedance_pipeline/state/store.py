@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import psycopg.sql
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -257,11 +260,17 @@ def _compare_and_set(columns: tuple[str, ...]) -> sa.Update:
 
 @functools.cache
 def _compare_and_set_logged(columns: tuple[str, ...]) -> sa.Insert:
-    """The compare-and-set and its transition row as one statement (PostgreSQL): the row is
-    inserted from what the update returns, so only when the request moved. One round trip instead
-    of two, and a move needs no transaction of its own (BENCHMARKS.md, pg_submission)."""
+    """The compare-and-set and its transition row as one statement (PostgreSQL): one round trip
+    instead of two, and a move needs no transaction of its own (BENCHMARKS.md, pg_submission)."""
+    return _logged(_compare_and_set(columns))
+
+
+def _logged(compare_and_set: sa.Update) -> sa.Insert:
+    """`compare_and_set` with its transition row: the row is inserted from what the update
+    returns, so only when the request moved; returns the row's id (the driver's rowcount of an
+    INSERT is -1)."""
     t = transitions_table.c
-    moved = _compare_and_set(columns).returning(_R.request_id).cte("moved")
+    moved = compare_and_set.returning(_R.request_id).cte("moved")
     return (
         sa.insert(transitions_table)
         .from_select(
@@ -275,7 +284,103 @@ def _compare_and_set_logged(columns: tuple[str, ...]) -> sa.Insert:
             ),
         )
         .returning(t.id)
-    )  # a row when the request moved (the driver's rowcount of an INSERT is -1)
+    )
+
+
+def _bound(
+    request_id: str, source: str, to: RequestStatus, detail: str | None, now: float,
+    values: dict[str, Any],
+) -> tuple[tuple[str, ...], dict[str, Any]]:  # fmt: skip
+    """What a move binds: the columns it sets, and its values for `_compare_and_set` (the request
+    and the status it must be in, `new_<column>`) and `_logged` (its transition row)."""
+    unknown = set(values) - (_UPDATABLE - {"status", "updated_at"})
+    assert not unknown, f"not columns this may set: {unknown}"
+    values = {"status": to, "updated_at": now, **values}
+    new = {f"new_{name}": _storable(name, value) for name, value in values.items()}
+    return tuple(sorted(values)), {"key_id": request_id, "key_status": source, "to_status": to,
+                                   "at": now, "detail": detail, **new}  # fmt: skip
+
+
+def claim_values(
+    sandbox: bool, run_id: str | None, call_deadline_s: float | None
+) -> dict[str, Any]:
+    """What a claim writes besides its status: when, the call's deadline, sandbox, run."""
+    now = time.time()
+    deadline = None if call_deadline_s is None else now + call_deadline_s
+    return {"submitted_at": now, "call_deadline_at": deadline, "sandbox": sandbox,
+            "error_message": None, "run_id": run_id}  # fmt: skip
+
+
+def claim_outcome(
+    answer: Sequence[Any], provider: str, reservation_usd: float, caps: Sequence[SpendCap]
+) -> str | None:
+    """`claim`'s answer from the claim pipeline's last row, `(active, limit, spent_0…, moved)`."""
+    *figures, moved = answer
+    if moved:
+        return None
+    active, limit, *spent = figures
+    wait = claims.reason_to_wait(provider, active, limit, reservation_usd, caps, spent)
+    return NO_LONGER_PENDING if wait is None else wait
+
+
+@functools.cache
+def _sql(dialect: sa.Dialect, statement: sa.ClauseElement) -> tuple[str, dict[str, Any]]:
+    """A statement built once, compiled once: its SQL and the values of its constants."""
+    compiled = statement.compile(dialect=dialect)
+    return compiled.string, {k: v for k, v in compiled.params.items() if v is not None}
+
+
+@functools.cache
+def _claim_pipeline(
+    dialect: sa.Dialect, columns: tuple[str, ...], shape: tuple[tuple[bool, bool, bool], ...]
+) -> tuple[str, ...]:
+    """A claim on PostgreSQL as one pipeline (`claims`, "a claim in one round trip"): take the
+    provider's lock row, the budgets' one when there are caps, then read the figures and make the
+    move if they fit, in one statement answering `(active, limit, spent_0…, moved)`. Built once
+    per set of columns and shape of caps, with its constants written in."""
+    caps = [SpendCap("", 0.0, since=0.0 if since else None, batch="" if batch else None,
+                     run_id="" if run else None) for since, batch, run in shape]  # fmt: skip
+    figures = claims.figures(caps)
+    claim = _logged(_compare_and_set(columns).where(claims.fits(figures, caps))).cte("logged")
+    moved = sa.select(sa.func.count()).select_from(claim).scalar_subquery().label("moved")
+    steps = [claims.TAKE_PROVIDER_LOCK, *([claims.TAKE_BUDGET_LOCK] if caps else []),
+             sa.select(figures, moved)]  # fmt: skip
+    statements = []
+    for step in steps:
+        sql, constants = _sql(dialect, step)
+        statements.append(_PLACEHOLDER.sub(functools.partial(_quoted, constants), sql))
+    return tuple(statements)
+
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def _quoted(constants: dict[str, Any], placeholder: re.Match[str]) -> str:
+    """A constant's literal, its `%` doubled as the rest of the statement's (which psycopg binds)."""
+    name = placeholder[1]
+    if name not in constants:
+        return placeholder[0]
+    return psycopg.sql.quote(constants[name]).replace("%", "%%")
+
+
+def _run_pipeline(conn: Connection, statements: Sequence[str], values: dict[str, Any]) -> Any:
+    """Run a claim's statements (`_claim_pipeline`) as one pipeline on the psycopg connection
+    under `conn`, in autocommit: the last statement's row. (`writes` does the same on an asyncio
+    connection.)"""
+    connection: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    cursors = [connection.cursor() for _ in statements]
+    try:
+        with connection.pipeline():
+            for cursor, statement in zip(cursors, statements, strict=True):
+                cursor.execute(statement, values, prepare=True)
+        return cursors[-1].fetchone()
+    except psycopg.Error:
+        if connection.broken:  # dropped: it does not go back to the pool
+            conn.invalidate()
+        raise
+    finally:
+        for cursor in cursors:
+            cursor.close()
 
 
 class StateStore:
@@ -296,10 +401,25 @@ class StateStore:
         )
         if not is_sqlite:
             ping_when_idle(self.engine, IDLE_PING_S)
+        if self.engine.dialect.name == "postgresql":
+            # A claim's pipeline runs in autocommit, as one implicit transaction at the session's
+            # default isolation: READ COMMITTED too, whatever the database's default.
+            @sa.event.listens_for(self.engine, "connect")
+            def _read_committed(dbapi_connection: Any, _record: Any) -> None:
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute("SET default_transaction_isolation TO 'read committed'")
+                dbapi_connection.commit()
+
         # PostgreSQL writes a move and its transition row in one statement, atomic by itself, so a
         # move outside a larger transaction runs in autocommit: one round trip, not BEGIN,
         # UPDATE, INSERT and COMMIT (BENCHMARKS.md, pg_submission). Other databases: a transaction.
         self._one_statement_moves = self.engine.dialect.name == "postgresql"
+        # A claim is one round trip where the driver pipelines (`_claim_pipeline`).
+        self.claims_in_one_round_trip = (
+            self._one_statement_moves
+            and self.engine.driver == "psycopg"
+            and psycopg.Pipeline.is_supported()
+        )
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         if is_sqlite:
             # WAL lets the sensor read while a run writes; each write is one short transaction.
@@ -454,32 +574,22 @@ class StateStore:
         detail: str | None = None,
         **values: Any,
     ) -> bool:
-        unknown = set(values) - (_UPDATABLE - {"status", "updated_at"})
-        assert not unknown, f"not columns this may set: {unknown}"
         expected = (expected,) if isinstance(expected, str) else tuple(expected)
         check_move(expected, to)
-        now = time.time()
         if len(expected) == 1:  # the compare-and-set below tells whether it was there
             current: str | None = expected[0]
         else:
             current = conn.execute(_STATUS, {"request_id": request_id}).scalar_one_or_none()
             if current not in expected:
                 return False
-        values = {"status": to, "updated_at": now, **values}
-        values = {name: _storable(name, value) for name, value in values.items()}
-        columns = tuple(sorted(values))
-        keys = {"key_id": request_id, "key_status": current}
-        new = {f"new_{name}": value for name, value in values.items()}
+        assert current is not None
+        columns, bound = _bound(request_id, current, to, detail, time.time(), values)
         if self._one_statement_moves:
-            logged = {"to_status": to, "at": now, "detail": detail}
-            return (
-                conn.execute(_compare_and_set_logged(columns), keys | new | logged).first()
-                is not None
-            )
-        if conn.execute(_compare_and_set(columns), keys | new).rowcount != 1:
+            return conn.execute(_compare_and_set_logged(columns), bound).first() is not None
+        if conn.execute(_compare_and_set(columns), bound).rowcount != 1:
             return False
         conn.execute(_ADD_TRANSITION, {"request_id": request_id, "from_status": current,
-                                       "to_status": to, "at": now, "detail": detail})  # fmt: skip
+                                       "to_status": to, "at": bound["at"], "detail": detail})  # fmt: skip
         return True
 
     def new_attempt(
@@ -585,22 +695,45 @@ class StateStore:
         """Reserve a slot and budget for one submission: `pending → submitting`, written before the
         provider is called, with the time by which the call will have ended (`call_deadline_s`
         from now). Returns None on success, else why the request must wait."""
+        values = claim_values(sandbox, run_id, call_deadline_s)
+        if self.claims_in_one_round_trip:
+            statements, bound = self.claim_pipeline(
+                request_id, provider, max_in_flight, reservation_usd, caps, values
+            )
+            with self._autocommit.connect() as conn:
+                answer = _run_pipeline(conn, statements, bound)
+            return claim_outcome(answer, provider, reservation_usd, caps)
         with self._tx() as conn:
             wait = claims.why_wait(conn, provider, max_in_flight, reservation_usd, caps)
             if wait is not None:
                 return wait
-            now = time.time()
-            moved = self._move(
-                conn,
-                request_id,
-                Move.CLAIM,
-                submitted_at=now,
-                call_deadline_at=None if call_deadline_s is None else now + call_deadline_s,
-                sandbox=sandbox,
-                error_message=None,
-                run_id=run_id,
-            )
+            moved = self._move(conn, request_id, Move.CLAIM, **values)
             return None if moved else NO_LONGER_PENDING
+
+    def claim_pipeline(
+        self, request_id: str, provider: str, max_in_flight: int, reservation_usd: float,
+        caps: Sequence[SpendCap], values: dict[str, Any],
+    ) -> tuple[tuple[str, ...], dict[str, Any]]:  # fmt: skip
+        """A claim on PostgreSQL as one pipeline (`_claim_pipeline`): its statements and bound
+        values, to run in autocommit; `claim_outcome` reads the last one's row."""
+        (source,), to = Move.CLAIM.sources, Move.CLAIM.target()
+        columns, bound = _bound(request_id, source, to, Move.CLAIM.detail, values["submitted_at"],
+                                values)  # fmt: skip
+        statements = _claim_pipeline(self.engine.dialect, columns, claims.caps_shape(caps))
+        return statements, claims.cap_values(caps) | bound | {
+            "lock_provider": provider, "budget_lock": schema.BUDGET_LOCK, "provider": provider,
+            "max_in_flight": max_in_flight, "reservation_usd": reservation_usd,
+        }  # fmt: skip
+
+    def move_statement(
+        self, request_id: str, move: Move, values: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """A move from its only source on PostgreSQL as one statement (the compare-and-set with
+        its transition row): its SQL and bound values; it answers a row when the request moved."""
+        (source,), to = move.sources, move.target()
+        columns, bound = _bound(request_id, source, to, move.detail, time.time(), values)
+        sql, constants = _sql(self.engine.dialect, _compare_and_set_logged(columns))
+        return sql, constants | bound
 
     def note_rate_limited(self, provider: str, configured: int) -> int:
         """A 429: halve the provider's limit of tasks in flight (multiplicative decrease)."""

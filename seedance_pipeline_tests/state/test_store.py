@@ -20,7 +20,12 @@ from seedance_pipeline.state import sqlite_arrow
 from seedance_pipeline.state.claims import SpendCap
 from seedance_pipeline.state.lifecycle import Move, RequestStatus
 from seedance_pipeline.state.schema import default_state_url, provider_locks_table, requests_table
-from seedance_pipeline.state.store import RequestRecord, StateStore, StateStoreUnavailable
+from seedance_pipeline.state.store import (
+    NO_LONGER_PENDING,
+    RequestRecord,
+    StateStore,
+    StateStoreUnavailable,
+)
 from seedance_pipeline_tests.postgres import PostgresServer
 
 
@@ -83,6 +88,29 @@ def test_claims_hold_the_limit_of_tasks_in_flight_across_threads(store: StateSto
         t.join()
     assert results.count(None) == 5
     assert store.counts() == {RequestStatus.SUBMITTING: 5, RequestStatus.PENDING: 35}
+
+
+def test_a_claim_says_why_it_waits_and_heeds_a_lowered_limit(store: StateStore) -> None:
+    """What a refused claim says, the limit a 429 lowered and a lost race, on every backend (on
+    PostgreSQL a claim is one pipeline whose figures are read in SQL)."""
+    store.add_new([record(i, estimate=0.25) for i in range(4)])
+    store.add_new([record(i, "seedream", estimate=0.25) for i in range(4, 6)])
+    assert store.note_rate_limited("novita", 4) == 2
+    assert [store.claim(f"r{i:04d}", "novita", 4, 0.25, True) for i in range(3)] == [
+        None, None, "novita has 2 tasks in flight (limit 2)",
+    ]  # fmt: skip
+    assert store.claim("r0000", "novita", 4, 0.25, True) == "novita has 2 tasks in flight (limit 2)"
+    assert store.claim("r0004", "seedream", 8, 0.25, True) is None
+    assert store.claim("r0004", "seedream", 8, 0.25, True) == NO_LONGER_PENDING  # claimed already
+    caps = [SpendCap("batch", 10.0, batch="b"), SpendCap("daily", 0.8, since=0)]
+    assert store.claim("r0005", "seedream", 8, 0.25, True, caps) == (
+        "daily spend cap $0.80 would be exceeded (committed $0.7500 + this request $0.2500)"
+    )
+    assert store.transitions("r0000") == [
+        (None, "pending", None),
+        ("pending", "submitting", "claimed"),
+    ]
+    assert store.counts() == {RequestStatus.SUBMITTING: 3, RequestStatus.PENDING: 3}
 
 
 def test_claims_reserve_budget_until_the_task_ends(store: StateStore) -> None:
