@@ -12,6 +12,7 @@ from typing import Any
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.claims import start_of_utc_day
 from seedance_pipeline.state.lifecycle import ACTIVE, RequestStatus
+from seedance_pipeline.state.writes import submission_writes
 from seedance_pipeline.submission.clients import open_provider_clients
 from seedance_pipeline.submission.submit import SubmitReport, submit_pending
 
@@ -22,8 +23,9 @@ async def _submit(
     store = settings.store()
     async with AsyncExitStack() as stack:
         clients = await open_provider_clients(settings, providers, stack)
+        writes = await stack.enter_async_context(submission_writes(store))
         reports = await asyncio.gather(
-            *(submit_pending(store, clients[p], settings, batch, run_id) for p in providers)
+            *(submit_pending(store, writes, clients[p], settings, batch, run_id) for p in providers)
         )
     return dict(zip(providers, reports, strict=True))
 
@@ -36,8 +38,10 @@ def submit_batch(
     store = settings.store()
     wanted = set(providers)
     present = sorted(
-        {r.provider for r in store.records(batch=batch, statuses=[RequestStatus.PENDING])} & wanted
-    )
+        provider
+        for provider, batches in store.pending_batches_by_provider().items()
+        if provider in wanted and batch in batches
+    )  # one aggregate, not every pending record read twice
     if not present:
         return {}
     return asyncio.run(_submit(settings, batch, present, run_id))

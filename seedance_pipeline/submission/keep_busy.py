@@ -29,6 +29,7 @@ from seedance_pipeline.providers.client import ProviderClient
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.lifecycle import ACTIVE, RequestStatus
 from seedance_pipeline.state.store import StateStore
+from seedance_pipeline.state.writes import submission_writes
 from seedance_pipeline.submission.clients import open_provider_clients
 from seedance_pipeline.submission.submit import SubmitReport, submit_pending
 
@@ -138,6 +139,7 @@ async def _stay(
     following: asyncio.Task[Followed] | None = None
     async with AsyncExitStack() as stack:
         clients = await open_provider_clients(settings, [provider], stack)
+        writes = await stack.enter_async_context(submission_writes(store))
         while True:
             # A full provider is read, not claimed: no lock taken and no wait reason rewritten
             # every half second while our own tasks run.
@@ -145,7 +147,7 @@ async def _stay(
             wave = (
                 SubmitReport()
                 if full
-                else await submit_pending(store, clients[provider], settings, batch, run_id)
+                else await submit_pending(store, writes, clients[provider], settings, batch, run_id)
             )
             passes += 1
             _add(stay.report, wave)

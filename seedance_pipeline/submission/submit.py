@@ -1,8 +1,9 @@
 """Submitting a batch's pending requests to one provider, safely.
 
 Each request is claimed in the state store (`pending → submitting`, slot and budget reserved) before
-the provider is called, and its outcome written right after. A create call whose outcome is unknown
-is recorded `unknown`, never retried here; retryable refusals put the request back to `pending`.
+the provider is called, and its outcome written right after (`state.writes`: on PostgreSQL without
+blocking the pass's other calls). A create call whose outcome is unknown is recorded `unknown`,
+never retried here; retryable refusals put the request back to `pending`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.claims import start_of_utc_day
 from seedance_pipeline.state.lifecycle import Move, RequestStatus
 from seedance_pipeline.state.store import NO_LONGER_PENDING, RequestRecord, StateStore
+from seedance_pipeline.state.writes import Writes
 from seedance_pipeline.storage.videos import VideoLost, keep_bytes
 
 log = logging.getLogger(__name__)
@@ -91,13 +93,16 @@ def deliver(store: StateStore, settings: PipelineSettings, record: RequestRecord
 
 async def submit_pending(
     store: StateStore,
+    writes: Writes,
     client: ProviderClient,
     settings: PipelineSettings,
     batch: str | None = None,
     run_id: str | None = None,
 ) -> SubmitReport:
     """Submit `batch`'s (or every batch's) pending requests for the client's provider, within the
-    provider's limit of tasks in flight and the spend cap. Returns what happened and why the rest wait."""
+    provider's limit of tasks in flight and the spend cap, claiming each and recording its task
+    through `writes` (`submission_writes(store)`, opened once for all of a run's passes). Returns
+    what happened and why the rest wait."""
     provider = client.adapter.name
     adapter = adapter_for(provider)
     report = SubmitReport()
@@ -142,12 +147,19 @@ async def submit_pending(
             if held_back(record):
                 return
             caps = settings.spend_caps(record.batch, run_id, day_start)
-            reason = store.claim(record.request_id, provider, limit, record.cost_usd_estimated,
-                                 sandbox=client.config.sandbox, caps=caps, run_id=run_id,
-                                 call_deadline_s=client.config.submit_deadline_s + CLAIM_MARGIN_S)  # fmt: skip
+            reason = await writes.claim(
+                record.request_id, provider, limit, record.cost_usd_estimated,
+                sandbox=client.config.sandbox, caps=caps, run_id=run_id,
+                call_deadline_s=client.config.submit_deadline_s + CLAIM_MARGIN_S,
+            )  # fmt: skip
             if reason is not None:
                 if reason != NO_LONGER_PENDING:
                     refused.append(reason)
+                return
+            if report.stopped:  # stopped while this claim was on its way: it waits too
+                store.move(record.request_id, Move.BACK_TO_PENDING, reason=report.stopped,
+                           submitted_at=None, sandbox=None)  # fmt: skip
+                report.waiting[f"submission to {provider} stopped"] += 1
                 return
             request = GenerationRequest(**record.request)
             try:
@@ -185,7 +197,9 @@ async def submit_pending(
                 )
                 report.finished += 1
             else:
-                if not store.move(record.request_id, Move.TASK_CREATED, task_id=state.task_id):
+                if not await writes.move(
+                    record.request_id, Move.TASK_CREATED, task_id=state.task_id
+                ):
                     log.error("request %s: task %s was created but its record had moved on",
                               record.request_id, state.task_id)  # fmt: skip
 

@@ -18,6 +18,7 @@ from seedance_pipeline.providers import ErrorKind, GenerationRequest, adapter_fo
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.lifecycle import RequestStatus
 from seedance_pipeline.state.store import RequestRecord, StateStore
+from seedance_pipeline.state.writes import submission_writes
 from seedance_pipeline.submission.submit import CLAIM_MARGIN_S, SubmitReport, submit_pending
 from seedance_pipeline_tests.hostile.providers import ARK_TASKS, ark_task, client
 from seedance_pipeline_tests.hostile.server import Answer, HostileServer
@@ -44,8 +45,9 @@ def submit(
     server: HostileServer, settings: PipelineSettings, timeout_s: float = 2.0
 ) -> SubmitReport:
     async def go() -> SubmitReport:
-        async with client(server, "modelark", timeout_s) as c:
-            return await submit_pending(settings.store(), c, settings, run_id="run-1")
+        store = settings.store()
+        async with client(server, "modelark", timeout_s) as c, submission_writes(store) as writes:
+            return await submit_pending(store, writes, c, settings, run_id="run-1")
 
     return asyncio.run(go())
 
@@ -64,9 +66,14 @@ def test_a_garbled_create_answer_settles_only_its_own_row(
     hostile.script("POST", ARK_TASKS, Answer(body=b"[" * 100_000 + b"]" * 100_000),
                    Answer(json={"id": "cgt-2"}), Answer(json={"id": "cgt-3"}))  # fmt: skip
     report = submit(hostile, settings)
+    assert report.unknown == 1
+    # The unknown outcome stops the pass: a claim that lands after it goes back to pending, one
+    # that landed before went out (on PostgreSQL claims travel while the calls do, so either).
+    assert store.counts().get(RequestStatus.UNKNOWN) == 1 and not report.failed
+    submit(hostile, settings)  # the next pass sends what waited
     counts = store.counts()
     assert counts == {RequestStatus.UNKNOWN: 1, RequestStatus.IN_FLIGHT: 2}, counts
-    assert report.unknown == 1
+    assert len([c for c in hostile.calls if c.method == "POST"]) == 3  # none sent twice
     (unknown,) = store.records(statuses=[RequestStatus.UNKNOWN])
     assert unknown.error_kind == ErrorKind.OUTCOME_UNKNOWN and "malformed" in (
         unknown.error_message or ""
@@ -142,3 +149,41 @@ def test_stale_submission_s_still_bounds_a_later_deadline(tmp_path: Path, state_
     assert store.claim(request_id, "modelark", 10, 0.1, sandbox=False, call_deadline_s=3600) is None
     assert store.flag_stale_submissions(900, now=time.time() + 60) == []
     assert store.flag_stale_submissions(30, now=time.time() + 60) == [request_id]
+
+
+class _SlowClaimOf:
+    """The pass's writes, with one request's claim still on its way for half a second."""
+
+    def __init__(self, writes: Any, request_id: str) -> None:
+        self.writes, self.request_id = writes, request_id
+
+    async def claim(self, request_id: str, *args: Any, **kwargs: Any) -> str | None:
+        if request_id == self.request_id:
+            await asyncio.sleep(0.5)
+        return await self.writes.claim(request_id, *args, **kwargs)  # type: ignore[no-any-return]
+
+    async def move(self, *args: Any, **kwargs: Any) -> bool:
+        return await self.writes.move(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+def test_a_claim_made_while_submission_stopped_waits_without_a_call(
+    hostile: HostileServer, tmp_path: Path, state_url: str
+) -> None:
+    """The provider refuses the account while another request's claim is on its way: that
+    request goes back to pending instead of being sent after the stop."""
+    settings = settings_for(tmp_path, state_url)
+    store = settings.store()
+    _, second = pending(store, 2)
+    hostile.script("POST", ARK_TASKS, Answer(status=401, json={"error": {
+        "code": "AuthenticationError", "message": "the API key is not valid"}}))  # fmt: skip
+
+    async def go() -> SubmitReport:
+        async with client(hostile, "modelark") as c, submission_writes(store) as writes:
+            slow = _SlowClaimOf(writes, second)
+            return await submit_pending(store, slow, c, settings, run_id="run-1")
+
+    report = asyncio.run(go())
+    assert report.stopped and "API key" in report.stopped
+    assert len([c for c in hostile.calls if c.method == "POST"]) == 1
+    assert store.counts() == {RequestStatus.PENDING: 2}
+    assert store.transitions(second)[-1][1:] == ("pending", f"back to pending: {report.stopped}")

@@ -1,0 +1,155 @@
+"""A submission pass's claims and task-id moves, made without blocking its event loop.
+
+A pass runs its provider calls concurrently on one event loop; a store call that blocks the loop
+(a round trip to PostgreSQL) holds up every call in flight. On PostgreSQL (psycopg)
+`submission_writes` sends the pass's claims and task-id moves over asyncio connections: each claim
+is the store's claim statements sent as one Query message (its locks held only while the server
+runs it, never across the loop's turns), each move the store's one statement, so the loop serves
+the provider calls while they travel. Claims and moves get a connection each, so a move never
+queues behind a claim waiting for its lock.
+
+The writes are the store's own statements, with the same guarantees: the claim is written before the
+provider is called, every move is a compare-and-set with its transition row. Elsewhere (SQLite, whose
+calls do not leave the process, or another driver) they are the store's blocking calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import psycopg
+import sqlalchemy as sa
+
+from seedance_pipeline.state.claims import SpendCap
+from seedance_pipeline.state.lifecycle import Move
+from seedance_pipeline.state.store import IDLE_PING_S, StateStore, claim_outcome, claim_values
+
+log = logging.getLogger(__name__)
+
+
+class Writes(Protocol):
+    """`StateStore.claim` and `StateStore.move` (from a move's only source), awaited."""
+
+    async def claim(
+        self, request_id: str, provider: str, max_in_flight: int, reservation_usd: float,
+        sandbox: bool, caps: Sequence[SpendCap] = (), run_id: str | None = None,
+        call_deadline_s: float | None = None,
+    ) -> str | None: ...  # fmt: skip
+
+    async def move(self, request_id: str, move: Move, **values: Any) -> bool: ...
+
+
+@asynccontextmanager
+async def submission_writes(store: StateStore) -> AsyncIterator[Writes]:
+    """The writes of one submission pass (or of a run's passes), on the running event loop."""
+    if not store.claims_in_one_round_trip:
+        yield _Blocking(store)
+        return
+    claims, moves = _Connection(store.engine.url), _Connection(store.engine.url)
+    try:
+        yield _NonBlocking(store, claims, moves)
+    finally:
+        await claims.close()
+        await moves.close()
+
+
+class _Connection:
+    """An asyncio connection, opened when first used; like the store's pooled ones, checked after
+    `IDLE_PING_S` unused and replaced if the server dropped it meanwhile (a restart, an idle
+    timeout), so a run that stays between waves survives what its next pass would trip on."""
+
+    def __init__(self, url: sa.URL) -> None:
+        self._url = url.set(
+            drivername="postgresql"
+        )  # as libpq reads it; its repr hides the password
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._used = 0.0
+        self._opening = asyncio.Lock()  # coroutines asking at once share one connection
+
+    async def get(self) -> psycopg.AsyncConnection[Any]:
+        async with self._opening:
+            connection = self._connection
+            if connection is not None and time.monotonic() - self._used >= IDLE_PING_S:
+                try:
+                    await connection.execute("SELECT 1")
+                except psycopg.OperationalError:
+                    await connection.close()
+                    connection = None
+            if connection is None or connection.closed:
+                # The password is in no attribute or log line; psycopg never shows it in an error.
+                connection = await psycopg.AsyncConnection.connect(
+                    self._url.render_as_string(hide_password=False), autocommit=True
+                )
+                # A claim's message is one implicit transaction: READ COMMITTED, as on the engine.
+                await connection.execute("SET default_transaction_isolation TO 'read committed'")
+                self._connection = connection
+            self._used = time.monotonic()
+            return connection
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+
+class _Blocking:
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    async def claim(
+        self, request_id: str, provider: str, max_in_flight: int, reservation_usd: float,
+        sandbox: bool, caps: Sequence[SpendCap] = (), run_id: str | None = None,
+        call_deadline_s: float | None = None,
+    ) -> str | None:  # fmt: skip
+        return self._store.claim(request_id, provider, max_in_flight, reservation_usd, sandbox,
+                                 caps, run_id, call_deadline_s)  # fmt: skip
+
+    async def move(self, request_id: str, move: Move, **values: Any) -> bool:
+        return self._store.move(request_id, move, **values)
+
+
+class _NonBlocking:
+    def __init__(self, store: StateStore, claims: _Connection, moves: _Connection) -> None:
+        self._store, self._claims, self._moves = store, claims, moves
+
+    async def claim(
+        self, request_id: str, provider: str, max_in_flight: int, reservation_usd: float,
+        sandbox: bool, caps: Sequence[SpendCap] = (), run_id: str | None = None,
+        call_deadline_s: float | None = None,
+    ) -> str | None:  # fmt: skip
+        values = claim_values(sandbox, run_id, call_deadline_s)
+        statements, bound = self._store.claim_pipeline(
+            request_id, provider, max_in_flight, reservation_usd, caps, values
+        )
+        # One Query message, not a pipeline: the server reads it whole, then runs it as one
+        # implicit transaction, so the claim's locks never wait on this event loop. (A pipeline
+        # holds them until its Sync, which a blocking call on the loop, such as a 429's limit
+        # update waiting for the same lock row, would then never send.)
+        async with psycopg.AsyncClientCursor(await self._claims.get()) as cursor:
+            await cursor.execute(";\n".join(statements), bound)
+            while cursor.nextset():  # to the last statement's answer
+                pass
+            answer = await cursor.fetchone()
+        assert answer is not None, "a claim's last statement answers one row"
+        return claim_outcome(answer, provider, reservation_usd, caps)
+
+    async def move(self, request_id: str, move: Move, **values: Any) -> bool:
+        sql, bound = self._store.move_statement(request_id, move, values)
+        try:
+            async with (await self._moves.get()).cursor() as cursor:
+                await cursor.execute(sql, bound)
+                return await cursor.fetchone() is not None
+        except BaseException:
+            # Cancelled (the run is being stopped) or cut off: what the move records (a paid task's
+            # id) must not be lost, so it is made again, blocking. A compare-and-set, so nothing
+            # is written twice if the first got through; then the cancellation or error goes on.
+            try:
+                self._store.move(request_id, move, **values)
+            except Exception:
+                log.error("request %s: %s not recorded (%s)", request_id, move.name, values)
+            raise
