@@ -177,30 +177,28 @@ def lock_provider(conn: Connection, provider: str) -> int | None:
     return None
 
 
-def lower_limit(conn: Connection, provider: str, configured: int) -> int:
-    """A 429: halve the provider's limit of tasks in flight (multiplicative decrease)."""
-    current = min(configured, lock_provider(conn, provider) or configured)
-    lowered = max(1, current // 2)
-    set_limit(conn, provider, lowered)
-    return lowered
-
-
-def raise_limit(conn: Connection, provider: str, configured: int) -> int:
-    """An accepted task: raise the limit by one, back toward the configured one."""
-    current = lock_provider(conn, provider)
-    if current is None or current >= configured:
-        set_limit(conn, provider, None)
-        return configured
-    set_limit(conn, provider, current + 1)
-    return current + 1
-
-
-def set_limit(conn: Connection, provider: str, limit: int | None) -> None:
-    conn.execute(
+def _limit_change(new_limit: sa.ColumnElement[Any]) -> sa.Update:
+    """Set the provider's adaptive limit in one statement (its row lock held only while it runs),
+    answering the limit now in force: `configured` where none is set."""
+    return (
         sa.update(provider_locks_table)
-        .where(provider_locks_table.c.provider == provider)
-        .values(current_limit=limit)
+        .where(_L.provider == sa.bindparam("limit_provider"))
+        .values(current_limit=new_limit)
+        .returning(sa.func.coalesce(_L.current_limit, _CONFIGURED))
     )
+
+
+_CONFIGURED = sa.bindparam("configured", type_=sa.Integer)
+_IN_FORCE = sa.case(
+    (sa.or_(_L.current_limit.is_(None), _L.current_limit > _CONFIGURED), _CONFIGURED),
+    else_=_L.current_limit,
+)
+# A 429: halve the limit in force (multiplicative decrease), never below one task.
+LOWER_LIMIT = _limit_change(sa.case((_IN_FORCE < 2, 1), else_=_IN_FORCE // 2))
+# An accepted task: one more (additive increase); none set once back at the configured one.
+RAISE_LIMIT = _limit_change(
+    sa.case((_L.current_limit + 1 < _CONFIGURED, _L.current_limit + 1), else_=sa.null())
+)
 
 
 def current_limit(conn: Connection, provider: str, configured: int) -> int:

@@ -311,6 +311,11 @@ def claim_values(
             "error_message": None, "run_id": run_id}  # fmt: skip
 
 
+def limit_values(provider: str, configured: int) -> dict[str, Any]:
+    """What `claims.LOWER_LIMIT` and `RAISE_LIMIT` bind."""
+    return {"limit_provider": provider, "configured": configured}
+
+
 def claim_outcome(
     answer: Sequence[Any], provider: str, reservation_usd: float, caps: Sequence[SpendCap]
 ) -> str | None:
@@ -736,17 +741,28 @@ class StateStore:
         return sql, constants | bound
 
     def note_rate_limited(self, provider: str, configured: int) -> int:
-        """A 429: halve the provider's limit of tasks in flight (multiplicative decrease)."""
-        with self._tx() as conn:
-            return claims.lower_limit(conn, provider, configured)
+        """A 429: halve the provider's limit of tasks in flight (`claims.LOWER_LIMIT`); returns
+        the limit now in force."""
+        return self._limit_change(claims.LOWER_LIMIT, provider, configured)
 
     def note_accepted(self, provider: str, configured: int) -> int:
-        """An accepted task: raise the limit by one, back toward the configured one (no write at
-        all in the common case, where the limit was never lowered)."""
+        """An accepted task: raise the limit by one, back toward the configured one
+        (`claims.RAISE_LIMIT`); no write at all in the common case, where it was never lowered."""
         if self.current_limit(provider, configured) >= configured:
             return configured
+        return self._limit_change(claims.RAISE_LIMIT, provider, configured)
+
+    def _limit_change(self, change: sa.Update, provider: str, configured: int) -> int:
         with self._tx() as conn:
-            return claims.raise_limit(conn, provider, configured)
+            return int(conn.execute(change, limit_values(provider, configured)).scalar_one())
+
+    def limit_statement(
+        self, change: sa.Update, provider: str, configured: int
+    ) -> tuple[str, dict[str, Any]]:
+        """`claims.LOWER_LIMIT` or `RAISE_LIMIT` on PostgreSQL: its SQL and bound values; it
+        answers the limit now in force."""
+        sql, constants = _sql(self.engine.dialect, change)
+        return sql, constants | limit_values(provider, configured)
 
     def current_limit(self, provider: str, configured: int) -> int:
         with self.engine.connect() as conn:

@@ -1,12 +1,18 @@
-"""A submission pass's claims and task-id moves, made without blocking its event loop.
+"""A submission pass's claims, task-id moves and adaptive-limit changes, made without blocking its
+event loop.
 
 A pass runs its provider calls concurrently on one event loop; a store call that blocks the loop
 (a round trip to PostgreSQL) holds up every call in flight. On PostgreSQL (psycopg)
-`submission_writes` sends the pass's claims and task-id moves over asyncio connections: each claim
-is the store's claim statements sent as one Query message (its locks held only while the server
-runs it, never across the loop's turns), each move the store's one statement, so the loop serves
-the provider calls while they travel. Claims and moves get a connection each, so a move never
-queues behind a claim waiting for its lock.
+`submission_writes` sends the pass's writes over asyncio connections, so the loop serves the
+provider calls while they travel:
+- each claim is the store's claim statements as one pipeline of prepared statements (one round
+  trip, parsed and planned once per connection);
+- each task-id move is the store's one statement, on a connection of its own, so a move never
+  queues behind a claim;
+- the adaptive limit's changes after a 429 or an accepted task take the provider's lock row as a
+  claim does, so they go on the claims' connection, between claims. A pipeline holds its lock rows
+  until this loop sends its Sync: a call on the loop that blocked on one of them would never let
+  it be sent (a deadlock), so no write that takes them is a blocking call here.
 
 The writes are the store's own statements, with the same guarantees: the claim is written before the
 provider is called, every move is a compare-and-set with its transition row. Elsewhere (SQLite, whose
@@ -25,6 +31,7 @@ from typing import Any, Protocol
 import psycopg
 import sqlalchemy as sa
 
+from seedance_pipeline.state import claims
 from seedance_pipeline.state.claims import SpendCap
 from seedance_pipeline.state.lifecycle import Move
 from seedance_pipeline.state.store import IDLE_PING_S, StateStore, claim_outcome, claim_values
@@ -33,7 +40,8 @@ log = logging.getLogger(__name__)
 
 
 class Writes(Protocol):
-    """`StateStore.claim` and `StateStore.move` (from a move's only source), awaited."""
+    """`StateStore.claim`, `move` (from a move's only source), `note_rate_limited` and
+    `note_accepted`, awaited."""
 
     async def claim(
         self, request_id: str, provider: str, max_in_flight: int, reservation_usd: float,
@@ -43,6 +51,10 @@ class Writes(Protocol):
 
     async def move(self, request_id: str, move: Move, **values: Any) -> bool: ...
 
+    async def note_rate_limited(self, provider: str, configured: int) -> int: ...
+
+    async def note_accepted(self, provider: str, configured: int) -> int: ...
+
 
 @asynccontextmanager
 async def submission_writes(store: StateStore) -> AsyncIterator[Writes]:
@@ -50,12 +62,12 @@ async def submission_writes(store: StateStore) -> AsyncIterator[Writes]:
     if not store.claims_in_one_round_trip:
         yield _Blocking(store)
         return
-    claims, moves = _Connection(store.engine.url), _Connection(store.engine.url)
+    claiming, moving = _Connection(store.engine.url), _Connection(store.engine.url)
     try:
-        yield _NonBlocking(store, claims, moves)
+        yield _NonBlocking(store, claiming, moving)
     finally:
-        await claims.close()
-        await moves.close()
+        await claiming.close()
+        await moving.close()
 
 
 class _Connection:
@@ -112,10 +124,17 @@ class _Blocking:
     async def move(self, request_id: str, move: Move, **values: Any) -> bool:
         return self._store.move(request_id, move, **values)
 
+    async def note_rate_limited(self, provider: str, configured: int) -> int:
+        return self._store.note_rate_limited(provider, configured)
+
+    async def note_accepted(self, provider: str, configured: int) -> int:
+        return self._store.note_accepted(provider, configured)
+
 
 class _NonBlocking:
-    def __init__(self, store: StateStore, claims: _Connection, moves: _Connection) -> None:
-        self._store, self._claims, self._moves = store, claims, moves
+    def __init__(self, store: StateStore, claiming: _Connection, moving: _Connection) -> None:
+        self._store, self._claims, self._moves = store, claiming, moving
+        self._claiming = asyncio.Lock()  # a pipeline's connection takes nothing else meanwhile
 
     async def claim(
         self, request_id: str, provider: str, max_in_flight: int, reservation_usd: float,
@@ -126,15 +145,24 @@ class _NonBlocking:
         statements, bound = self._store.claim_pipeline(
             request_id, provider, max_in_flight, reservation_usd, caps, values
         )
-        # One Query message, not a pipeline: the server reads it whole, then runs it as one
-        # implicit transaction, so the claim's locks never wait on this event loop. (A pipeline
-        # holds them until its Sync, which a blocking call on the loop, such as a 429's limit
-        # update waiting for the same lock row, would then never send.)
-        async with psycopg.AsyncClientCursor(await self._claims.get()) as cursor:
-            await cursor.execute(";\n".join(statements), bound)
-            while cursor.nextset():  # to the last statement's answer
-                pass
-            answer = await cursor.fetchone()
+        # One pipeline of prepared statements, so the server parses and plans them once per
+        # connection. Its lock rows are held until its Sync, which this loop sends: nothing on the
+        # loop may wait for them meanwhile, so every write that takes them (claims and the
+        # adaptive limit's) is made here, on this connection, one at a time.
+        async with self._claiming:
+            connection = await self._claims.get()
+            cursors = [connection.cursor() for _ in statements]
+            try:
+                async with connection.pipeline():
+                    for cursor, statement in zip(cursors, statements, strict=True):
+                        await cursor.execute(statement, bound, prepare=True)
+                answer = await cursors[-1].fetchone()
+            except BaseException:
+                await self._claims.close()  # mid-pipeline: the next claim starts on a fresh one
+                raise
+            finally:
+                for cursor in cursors:
+                    await cursor.close()
         assert answer is not None, "a claim's last statement answers one row"
         return claim_outcome(answer, provider, reservation_usd, caps)
 
@@ -153,3 +181,17 @@ class _NonBlocking:
             except Exception:
                 log.error("request %s: %s not recorded (%s)", request_id, move.name, values)
             raise
+
+    async def note_rate_limited(self, provider: str, configured: int) -> int:
+        return await self._limit_change(claims.LOWER_LIMIT, provider, configured)
+
+    async def note_accepted(self, provider: str, configured: int) -> int:
+        return await self._limit_change(claims.RAISE_LIMIT, provider, configured)
+
+    async def _limit_change(self, change: sa.Update, provider: str, configured: int) -> int:
+        sql, bound = self._store.limit_statement(change, provider, configured)
+        async with self._claiming, (await self._claims.get()).cursor() as cursor:
+            await cursor.execute(sql, bound)
+            row = await cursor.fetchone()
+        assert row is not None, "the provider's lock row is made with the schema"
+        return int(row[0])

@@ -5,18 +5,21 @@ doubt after a crash is settled once its call's recorded deadline has passed, not
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from seedance_pipeline.emulator.video import render_mp4
 from seedance_pipeline.polling.poll import poll_once
 from seedance_pipeline.providers import ErrorKind, GenerationRequest, adapter_for
 from seedance_pipeline.settings import PipelineSettings
 from seedance_pipeline.state.lifecycle import RequestStatus
+from seedance_pipeline.state.schema import provider_locks_table
 from seedance_pipeline.state.store import RequestRecord, StateStore
 from seedance_pipeline.state.writes import submission_writes
 from seedance_pipeline.submission.submit import CLAIM_MARGIN_S, SubmitReport, submit_pending
@@ -187,3 +190,51 @@ def test_a_claim_made_while_submission_stopped_waits_without_a_call(
     assert len([c for c in hostile.calls if c.method == "POST"]) == 1
     assert store.counts() == {RequestStatus.PENDING: 2}
     assert store.transitions(second)[-1][1:] == ("pending", f"back to pending: {report.stopped}")
+
+
+@pytest.mark.parametrize("state_url", ["postgresql"], indirect=True)
+def test_a_429_while_another_process_holds_the_providers_lock_row_never_stalls_the_pass(
+    hostile: HostileServer, tmp_path: Path, state_url: str
+) -> None:
+    """The 429's change of the adaptive limit waits for the lock row beside the pass's other
+    calls, not in front of them: a claim's pipeline holds that row until the loop sends its Sync,
+    so a wait that blocked the loop could never end (the deadlock CI once caught)."""
+    settings = settings_for(tmp_path, state_url)
+    store, other = settings.store(), StateStore(state_url)
+    pending(store, 1)
+    limit = settings.in_flight_limit("modelark")
+    held: list[float] = []
+
+    def hold_the_lock_then_refuse(call: Any) -> Answer:
+        conn = other.engine.connect()
+        conn.execute(sa.update(provider_locks_table).where(provider_locks_table.c.provider
+                     == "modelark").values(claims=provider_locks_table.c.claims + 1))  # fmt: skip
+        held.append(time.monotonic())
+        threading.Timer(1.0, lambda: (conn.commit(), conn.close())).start()
+        return Answer(
+            status=429, json={"error": {"code": "RateLimitExceeded", "message": "slow down"}}
+        )
+
+    hostile.script("POST", ARK_TASKS, hold_the_lock_then_refuse)
+    ticks: list[float] = []
+
+    async def go() -> SubmitReport:
+        async def ticker() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        ticking = asyncio.create_task(ticker())
+        async with client(hostile, "modelark") as c, submission_writes(store) as writes:
+            report = await submit_pending(store, writes, c, settings, run_id="run-1")
+        ticking.cancel()
+        return report
+
+    try:
+        report = asyncio.run(go())
+        assert report.stopped and store.counts() == {RequestStatus.PENDING: 1}
+        assert store.current_limit("modelark", limit) == limit // 2  # written, once it could be
+        while_held = [t for t in ticks if held[0] <= t <= held[0] + 0.9]
+        assert len(while_held) >= 30, f"the loop ran {len(while_held)} times while the row was held"
+    finally:
+        other.engine.dispose()

@@ -113,6 +113,14 @@ def test_a_claim_says_why_it_waits_and_heeds_a_lowered_limit(store: StateStore) 
     assert store.counts() == {RequestStatus.SUBMITTING: 3, RequestStatus.PENDING: 3}
 
 
+def test_429s_halve_the_limit_and_accepted_tasks_raise_it_back(store: StateStore) -> None:
+    assert [store.note_rate_limited("novita", 5) for _ in range(4)] == [2, 1, 1, 1]
+    assert [store.note_accepted("novita", 5) for _ in range(5)] == [2, 3, 4, 5, 5]
+    assert store.current_limit("novita", 5) == 5
+    assert store.current_limit("novita", 8) == 8  # back at the configured limit: none is kept
+    assert store.note_rate_limited("novita", 3) == 1 and store.current_limit("novita", 8) == 1
+
+
 def test_claims_reserve_budget_until_the_task_ends(store: StateStore) -> None:
     store.add_new([record(i, estimate=0.4) for i in range(5)])
     daily = [SpendCap("daily", 1.0, since=0)]
