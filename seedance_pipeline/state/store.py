@@ -776,10 +776,17 @@ class StateStore:
         if batch is not None:
             scope.append(c.batch == batch)
         message = f"waiting: {reason}"
+        # A row another run is claiming right now is skipped, not waited for: its claim may sit in
+        # a pipeline whose Sync waits on that run's event loop, which may be waiting on us.
+        stale = (
+            sa.select(c.request_id)
+            .where(*scope, sa.or_(c.error_message.is_(None), c.error_message != message))
+            .with_for_update(skip_locked=True)
+        )
         with self._tx() as conn:
             conn.execute(
                 sa.update(requests_table)
-                .where(*scope, sa.or_(c.error_message.is_(None), c.error_message != message))
+                .where(c.request_id.in_(stale))
                 .values(error_message=message)
             )
             return int(conn.execute(sa.select(sa.func.count()).where(*scope)).scalar_one())

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -55,17 +55,29 @@ class Writes(Protocol):
 
     async def note_accepted(self, provider: str, configured: int) -> int: ...
 
+    def later(self, change: Coroutine[Any, Any, None], what: str) -> None:
+        """Run `change` beside the caller (from a synchronous hook); awaited by `settled`."""
+
+    async def settled(self) -> None:
+        """Once every change started with `later` has ended (a failed one is logged)."""
+
 
 @asynccontextmanager
 async def submission_writes(store: StateStore) -> AsyncIterator[Writes]:
     """The writes of one submission pass (or of a run's passes), on the running event loop."""
     if not store.claims_in_one_round_trip:
-        yield _Blocking(store)
+        blocking = _Blocking(store)
+        try:
+            yield blocking
+        finally:
+            await blocking.settled()
         return
     claiming, moving = _Connection(store.engine.url), _Connection(store.engine.url)
+    writes = _NonBlocking(store, claiming, moving)
     try:
-        yield _NonBlocking(store, claiming, moving)
+        yield writes
     finally:
+        await writes.settled()  # the last limit changes, on the connection they need
         await claiming.close()
         await moving.close()
 
@@ -109,8 +121,31 @@ class _Connection:
             self._connection = None
 
 
-class _Blocking:
+class _Background:
+    """`Writes.later` and `settled`: changes started from a synchronous hook (the client's
+    adaptive-limit hooks, called mid-call), best effort as the hooks are."""
+
+    def __init__(self) -> None:
+        self._changes: set[asyncio.Task[None]] = set()
+
+    def later(self, change: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.ensure_future(change)
+        self._changes.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._changes.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s failed (ignored)", what, exc_info=task.exception())
+
+        task.add_done_callback(done)
+
+    async def settled(self) -> None:
+        await asyncio.gather(*self._changes, return_exceptions=True)
+
+
+class _Blocking(_Background):
     def __init__(self, store: StateStore) -> None:
+        super().__init__()
         self._store = store
 
     async def claim(
@@ -131,8 +166,9 @@ class _Blocking:
         return self._store.note_accepted(provider, configured)
 
 
-class _NonBlocking:
+class _NonBlocking(_Background):
     def __init__(self, store: StateStore, claiming: _Connection, moving: _Connection) -> None:
+        super().__init__()
         self._store, self._claims, self._moves = store, claiming, moving
         self._claiming = asyncio.Lock()  # a pipeline's connection takes nothing else meanwhile
 
@@ -190,8 +226,13 @@ class _NonBlocking:
 
     async def _limit_change(self, change: sa.Update, provider: str, configured: int) -> int:
         sql, bound = self._store.limit_statement(change, provider, configured)
-        async with self._claiming, (await self._claims.get()).cursor() as cursor:
-            await cursor.execute(sql, bound)
-            row = await cursor.fetchone()
+        async with self._claiming:
+            try:
+                async with (await self._claims.get()).cursor() as cursor:
+                    await cursor.execute(sql, bound)
+                    row = await cursor.fetchone()
+            except BaseException:
+                await self._claims.close()  # as a claim's: the next write starts on a fresh one
+                raise
         assert row is not None, "the provider's lock row is made with the schema"
         return int(row[0])

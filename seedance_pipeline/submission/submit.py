@@ -12,9 +12,8 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from seedance_pipeline.providers import ErrorKind, GenerationRequest, ProviderError, adapter_for
 from seedance_pipeline.providers.client import ProviderClient
@@ -121,25 +120,19 @@ async def submit_pending(
 
     # Adaptive concurrency: 429s halve the provider's limit, accepted tasks raise it again (a
     # write only while it is below the configured one). The client calls these hooks mid-call; the
-    # writes run beside the pass (`writes`: never blocking the loop) and end before it does.
+    # writes run beside the pass (`writes.later`: never blocking the loop) and end before it does.
     lowered = [current < limit]
-    notes: set[asyncio.Task[None]] = set()
 
-    def in_background(change: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(change)
-        notes.add(task)
-        task.add_done_callback(_noted(notes, provider))
-
-    async def raise_limit() -> None:
-        lowered[0] = await writes.note_accepted(provider, limit) < limit
+    async def change_limit(note: Callable[[str, int], Awaitable[int]]) -> None:
+        lowered[0] = await note(provider, limit) < limit  # the last to end knows the limit now
 
     def rate_limited() -> None:
         lowered[0] = True
-        in_background(_ignore_answer(writes.note_rate_limited(provider, limit)))
+        writes.later(change_limit(writes.note_rate_limited), f"{provider}: lowering its limit")
 
     def accepted() -> None:
         if lowered[0]:
-            in_background(raise_limit())
+            writes.later(change_limit(writes.note_accepted), f"{provider}: raising its limit")
 
     client.on_rate_limited, client.on_accepted = rate_limited, accepted
 
@@ -198,7 +191,10 @@ async def submit_pending(
                     else None
                 )
                 cost = adapter.actual_cost(request, state, size)
-                deliver(
+                # Copying and checking a video takes a while: off the loop, so the pass's other
+                # calls (and any claim pipeline holding its lock rows) go on meanwhile.
+                await asyncio.to_thread(
+                    deliver,
                     store,
                     settings,
                     record,
@@ -215,29 +211,11 @@ async def submit_pending(
                     log.error("request %s: task %s was created but its record had moved on",
                               record.request_id, state.task_id)  # fmt: skip
 
-    try:
-        await asyncio.gather(*(one(r) for r in pending))
-    finally:
-        await asyncio.gather(*notes, return_exceptions=True)  # logged by `_noted`
+    await asyncio.gather(*(one(r) for r in pending))
+    await writes.settled()
     if refused:
         report.waiting[refused[0].split(" (")[0]] += store.note_wait(provider, batch, refused[0])
     return report
-
-
-async def _ignore_answer(change: Awaitable[int]) -> None:
-    await change
-
-
-def _noted(notes: set[asyncio.Task[None]], provider: str) -> Callable[[asyncio.Task[None]], None]:
-    """When an adaptive-limit write ends: forget it, and log it if it failed (best effort, like
-    the hooks it stands for: a lost change of limit must not fail the pass)."""
-
-    def done(task: asyncio.Task[None]) -> None:
-        notes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: adaptive limit not updated", provider, exc_info=task.exception())
-
-    return done
 
 
 def _record_refusal(

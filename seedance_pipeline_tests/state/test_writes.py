@@ -230,3 +230,46 @@ def test_a_task_id_whose_move_is_cancelled_is_still_recorded(state_url: str) -> 
     finally:
         store.engine.dispose()
         other.engine.dispose()
+
+
+@pytest.mark.parametrize("state_url", ["postgresql"], indirect=True)
+def test_why_requests_wait_skips_a_row_another_run_is_claiming(state_url: str) -> None:
+    """`note_wait` never waits for a pending row another run holds: that run's claim may sit in
+    a pipeline whose Sync waits on an event loop that may be waiting on us."""
+    store, other = StateStore(state_url), StateStore(state_url)
+    store.add_new([record(0), record(1)])
+    c = requests_table.c
+    try:
+        with other.engine.begin() as conn:  # mid-claim in another run: r0000's row is locked
+            conn.execute(sa.update(requests_table).where(c.request_id == "r0000")
+                         .values(updated_at=time.time()))  # fmt: skip
+            done: list[int] = []
+            noting = threading.Thread(
+                target=lambda: done.append(store.note_wait("novita", None, "a reason"))
+            )
+            noting.start()
+            noting.join(5.0)
+            assert done == [2], "note_wait waited for a row another run holds"
+        assert store.get("r0000").error_message is None  # type: ignore[union-attr]
+        assert store.get("r0001").error_message == "waiting: a reason"  # type: ignore[union-attr]
+    finally:
+        store.engine.dispose()
+        other.engine.dispose()
+
+
+def test_changes_started_from_a_hook_end_before_the_writes_close(store: StateStore) -> None:
+    """A 429 noted after a pass (a poll between a run's passes) is still written, on a connection
+    that is still open, before the run's writes close."""
+    store.add_new([record(0)])
+
+    async def note_then_close() -> None:
+        async with submission_writes(store) as writes:
+            await writes.settled()
+
+            async def lower() -> None:
+                await writes.note_rate_limited("novita", 8)
+
+            writes.later(lower(), "novita: lowering its limit")
+
+    asyncio.run(note_then_close())
+    assert store.current_limit("novita", 8) == 4
